@@ -1,0 +1,71 @@
+//! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}` and
+//! `POST /requests/{id}/cancel`. Each route parses, calls one domain operation and maps the
+//! result; the caller is always the authenticated principal from API Gateway.
+
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use pim::api::{caller_of, json_response, problem_response, read_json};
+use pim::service::{NewRequest, Pim};
+use pim::{PimError, Result};
+use serde_json::json;
+
+/// Answers one API Gateway request.
+pub async fn handle(pim: &Pim, request: Request) -> Response<Body> {
+    match route(pim, &request).await {
+        Ok(response) => response,
+        Err(err) => problem_response(&err),
+    }
+}
+
+async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
+    let path = request.uri().path().to_string();
+    let segments = api_segments(&path);
+    let method = request.method();
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["requests"]) => {
+            let input: NewRequest = read_json(request)?;
+            let caller = caller_of(request)?;
+            let created = pim.create_request(&caller, input).await?;
+            let mut body = serde_json::to_value(&created.request).expect("request serializes");
+            body["undelivered_notifications"] = json!(created.undelivered);
+            Ok(json_response(201, &body))
+        }
+        (&Method::GET, ["requests"]) => {
+            let requests = pim.list_requests(&caller_of(request)?).await?;
+            Ok(json_response(200, &json!({ "requests": requests })))
+        }
+        (&Method::GET, ["requests", id]) => {
+            let (found, history) = pim.show_request(&caller_of(request)?, id).await?;
+            let mut body = serde_json::to_value(&found).expect("request serializes");
+            body["history"] = serde_json::to_value(history).expect("records serialize");
+            Ok(json_response(200, &body))
+        }
+        (&Method::POST, ["requests", id, "cancel"]) => {
+            let cancelled = pim.cancel_request(&caller_of(request)?, id).await?;
+            Ok(json_response(200, &cancelled))
+        }
+        (_, ["requests", ..]) => Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here"))),
+        _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
+    }
+}
+
+/// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
+fn api_segments(path: &str) -> Vec<&str> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.iter().position(|s| *s == "requests") {
+        Some(start) if start <= 1 => segments[start..].to_vec(),
+        _ => segments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_segments;
+
+    #[test]
+    fn stage_prefixes_are_ignored() {
+        assert_eq!(api_segments("/requests/req-1/cancel"), ["requests", "req-1", "cancel"]);
+        assert_eq!(api_segments("/prod/requests"), ["requests"]);
+        assert_eq!(api_segments("/a/b/requests"), ["a", "b", "requests"]);
+    }
+}

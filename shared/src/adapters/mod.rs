@@ -1,0 +1,94 @@
+//! Adapters: the ports implemented with the official AWS SDK, one module per service.
+//!
+//! Clients are built once per process from one [`aws_config::SdkConfig`]; pointing
+//! `AWS_ENDPOINT_URL` at the emulator moves all of them without a code path of its own.
+
+pub mod dynamodb;
+pub mod iam;
+pub mod kms;
+pub mod scheduler;
+pub mod ses;
+
+use crate::error::PimError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+pub use dynamodb::DynamoRequestStore;
+pub use iam::IamInlinePolicyBinder;
+pub use kms::KmsLinkSigner;
+pub use scheduler::EventBridgeExpiryScheduler;
+pub use ses::SesMailer;
+
+/// The SDK clients of every service pim calls, built once from one shared configuration.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// DynamoDB: requests, audit records, link ids.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// IAM: grant policies on requesters' roles.
+    pub iam: aws_sdk_iam::Client,
+    /// KMS: link MACs.
+    pub kms: aws_sdk_kms::Client,
+    /// EventBridge Scheduler: expiry schedules.
+    pub scheduler: aws_sdk_scheduler::Client,
+    /// SES v2: mail.
+    pub ses: aws_sdk_sesv2::Client,
+}
+
+impl AwsClients {
+    /// Builds every client from `config`.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            kms: aws_sdk_kms::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
+            ses: aws_sdk_sesv2::Client::new(config),
+        }
+    }
+}
+
+/// Error codes that mean "slow down" or "try again" in any AWS service.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServerException",
+    "KMSInternalException",
+];
+
+/// Whether an SDK error can go away by itself: throttling, 5xx, timeouts, broken connections.
+pub fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => {
+            service.raw().status().as_u16() >= 500
+                || service.err().code().is_some_and(|code| TRANSIENT_CODES.contains(&code))
+        }
+        _ => false,
+    }
+}
+
+/// Wraps an SDK error as a domain error, keeping it as the source.
+pub fn aws_error<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> PimError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retryable = is_transient(&err);
+    PimError::aws(operation, retryable, err)
+}
+
+/// The service error code of an SDK error, if the service answered with one.
+pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}

@@ -1,0 +1,123 @@
+//! The settings every function reads once, at cold start, from environment variables.
+//! A missing or malformed setting stops the function at start with the variable's name.
+
+use crate::error::{PimError, Result};
+
+/// The names of the environment variables, in one place so the template test can hold
+/// the template to them.
+pub mod vars {
+    /// DynamoDB table of requests, audit records and link ids.
+    pub const TABLE: &str = "PIM_TABLE";
+    /// Path of the policy document bundled with the function.
+    pub const POLICY_FILE: &str = "PIM_POLICY_FILE";
+    /// KMS HMAC key that signs approval links.
+    pub const LINK_KEY_ID: &str = "PIM_LINK_KEY_ID";
+    /// Public base URL of the API; approval links start with it.
+    pub const PUBLIC_URL: &str = "PIM_PUBLIC_URL";
+    /// Verified SES sender address.
+    pub const SENDER: &str = "PIM_SENDER";
+    /// EventBridge Scheduler group of the expiry schedules.
+    pub const SCHEDULE_GROUP: &str = "PIM_SCHEDULE_GROUP";
+    /// ARN of the revocation function, the schedules' target.
+    pub const REVOCATION_ARN: &str = "PIM_REVOCATION_ARN";
+    /// Role the scheduler assumes to invoke the revocation function.
+    pub const SCHEDULER_ROLE_ARN: &str = "PIM_SCHEDULER_ROLE_ARN";
+
+    /// Every variable, for checks that they are all set.
+    pub const ALL: &[&str] = &[
+        TABLE,
+        POLICY_FILE,
+        LINK_KEY_ID,
+        PUBLIC_URL,
+        SENDER,
+        SCHEDULE_GROUP,
+        REVOCATION_ARN,
+        SCHEDULER_ROLE_ARN,
+    ];
+}
+
+/// The typed settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// DynamoDB table name.
+    pub table: String,
+    /// Path of the policy document.
+    pub policy_file: String,
+    /// KMS key id or ARN of the link-signing HMAC key.
+    pub link_key_id: String,
+    /// Base URL of the API, without a trailing slash.
+    pub public_url: String,
+    /// Sender address of all mail.
+    pub sender: String,
+    /// Scheduler group name.
+    pub schedule_group: String,
+    /// Revocation function ARN.
+    pub revocation_arn: String,
+    /// Scheduler execution role ARN.
+    pub scheduler_role_arn: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which returns a variable's value if set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| -> Result<String> {
+            match lookup(name).map(|value| value.trim().to_string()) {
+                Some(value) if !value.is_empty() => Ok(value),
+                _ => Err(PimError::Config(format!("{name} is not set"))),
+            }
+        };
+        let public_url = get(vars::PUBLIC_URL)?.trim_end_matches('/').to_string();
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+            return Err(PimError::Config(format!(
+                "{} must be an http(s) URL, found '{public_url}'",
+                vars::PUBLIC_URL
+            )));
+        }
+        Ok(Self {
+            table: get(vars::TABLE)?,
+            policy_file: get(vars::POLICY_FILE)?,
+            link_key_id: get(vars::LINK_KEY_ID)?,
+            public_url,
+            sender: get(vars::SENDER)?,
+            schedule_group: get(vars::SCHEDULE_GROUP)?,
+            revocation_arn: get(vars::REVOCATION_ARN)?,
+            scheduler_role_arn: get(vars::SCHEDULER_ROLE_ARN)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn full() -> HashMap<&'static str, String> {
+        vars::ALL.iter().map(|name| (*name, format!("value-of-{name}"))).collect()
+    }
+
+    #[test]
+    fn a_missing_setting_is_named() {
+        for missing in vars::ALL {
+            let mut env = full();
+            env.insert(vars::PUBLIC_URL, "https://pim.example.com/".into());
+            env.remove(missing);
+            let err = Settings::from_lookup(|name| env.get(name).cloned()).unwrap_err();
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_must_be_http_and_loses_its_trailing_slash() {
+        let mut env = full();
+        env.insert(vars::PUBLIC_URL, "https://pim.example.com/".into());
+        let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+        assert_eq!(settings.public_url, "https://pim.example.com");
+        env.insert(vars::PUBLIC_URL, "javascript:alert(1)".into());
+        assert!(Settings::from_lookup(|name| env.get(name).cloned()).is_err());
+    }
+}

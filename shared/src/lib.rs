@@ -1,0 +1,36 @@
+//! The domain of pim, shared by every function, the local stack and the tests.
+//!
+//! A map of the crate, in the order a request travels through it:
+//!
+//! - [`identity`]: who the caller is, taken from the API Gateway authorizer context.
+//! - [`catalog`]: the policy document: people, privileged roles, who may request and approve.
+//! - [`duration`]: the durations people type (`PT1H`, `90m`, seconds) and their bounds.
+//! - [`model`]: requests and grants, and the state machine that moves them.
+//! - [`render`]: the IAM policy document of a grant, every statement time-bounded.
+//! - [`token`]: the signed approval links and their codec.
+//! - [`audit`]: the versioned audit record written with every transition and refusal.
+//! - [`ports`]: the traits the domain needs from the outside world (store, IAM, scheduler,
+//!   mail, MAC signing), with [`clock`] for time.
+//! - [`service`]: the domain operations the functions call, one per use case.
+//! - [`adapters`]: one module per AWS service implementing the ports with the official SDK.
+//! - [`config`]: the typed settings every function reads once, at cold start.
+//! - [`api`]: problem documents and HTTP helpers shared by the HTTP functions.
+//! - [`error`]: the one domain error type.
+
+pub mod adapters;
+pub mod api;
+pub mod audit;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod identity;
+pub mod model;
+pub mod ports;
+pub mod render;
+pub mod service;
+pub mod telemetry;
+pub mod token;
+
+pub use error::{PimError, Result};

@@ -1,0 +1,325 @@
+//! Requests and grants, and the state machine that moves them.
+//!
+//! ```text
+//!            approve             activate             expire
+//! pending ───────────▶ approved ──────────▶ active ──────────▶ expired
+//!    │ deny / cancel        │ fail (rolled back)    ▲
+//!    ▼                      ▼                       │ expire also ends an approved grant
+//! denied, cancelled       failed                    │ whose policy is still being written
+//! ```
+//!
+//! Every transition is a pure function from one request to the next with its version
+//! incremented; the store writes it only if the stored version is still the one it was read
+//! at, so two racing decisions can never both win.
+
+use crate::error::{PimError, Result};
+use crate::render::GrantWindow;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved; the grant's policy and schedule are being put in place.
+    Approved,
+    /// The grant's policy is on the role and its expiry is scheduled.
+    Active,
+    /// An approver refused it.
+    Denied,
+    /// The requester withdrew it before a decision.
+    Cancelled,
+    /// The grant ended and its policy was removed.
+    Expired,
+    /// Access could not be put in place; anything written was rolled back.
+    Failed,
+}
+
+impl RequestState {
+    /// The state's name as the API and audit records show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Active => "active",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Grant the access.
+    Approve,
+    /// Refuse it; a single deny ends the request.
+    Deny,
+}
+
+/// One approver's recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The approver's person id.
+    pub approver: String,
+    /// What they decided.
+    pub verdict: Verdict,
+    /// When the decision was committed.
+    pub at: DateTime<Utc>,
+}
+
+/// The access an approved request puts in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The grant's id; it names the policy and the schedule.
+    pub id: String,
+    /// First second of access.
+    pub starts_at: DateTime<Utc>,
+    /// End of access: the policy's `DateLessThan` and the schedule's time.
+    pub ends_at: DateTime<Utc>,
+}
+
+impl Grant {
+    /// The inline policy's name on the requester's role.
+    pub fn policy_name(&self) -> String {
+        format!("pim-{}", self.id)
+    }
+
+    /// The one-time schedule's name.
+    pub fn schedule_name(&self) -> String {
+        format!("pim-expire-{}", self.id)
+    }
+
+    /// The grant's window.
+    pub fn window(&self) -> GrantWindow {
+        GrantWindow { starts_at: self.starts_at, ends_at: self.ends_at }
+    }
+}
+
+/// A request for privileged access, and its grant once approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    /// `req-` and a random id.
+    pub id: String,
+    /// The requester's person id.
+    pub requester: String,
+    /// The principal that made the request, as authenticated.
+    pub requester_principal: String,
+    /// The catalog role asked for.
+    pub role: String,
+    /// The IAM role the grant lands on: the requester's own, from the policy document.
+    pub target_role_arn: String,
+    /// How long access lasts once granted, in seconds.
+    pub duration_secs: u64,
+    /// Why the requester needs it, as typed.
+    pub justification: String,
+    /// When the request was made.
+    pub created_at: DateTime<Utc>,
+    /// Approvers must decide before this time; links expire with it.
+    pub pending_until: DateTime<Utc>,
+    /// The person ids asked to approve.
+    pub approvers: Vec<String>,
+    /// Where the request stands.
+    pub state: RequestState,
+    /// Incremented by every transition; the store's write condition.
+    pub version: u64,
+    /// When the last transition happened.
+    pub updated_at: DateTime<Utc>,
+    /// Decisions recorded so far.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    /// The grant, once approved.
+    #[serde(default)]
+    pub grant: Option<Grant>,
+    /// Why the request ended the way it did, for failures and cancellations.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What the scheduler delivers to the revocation function at a grant's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryEvent {
+    /// Always `grant_expiry`; kept so other kinds of timed work can share the function.
+    pub kind: String,
+    /// The request the grant belongs to.
+    pub request_id: String,
+    /// The grant to end.
+    pub grant_id: String,
+}
+
+impl ExpiryEvent {
+    /// The event that ends `grant` of `request_id`.
+    pub fn for_grant(request_id: &str, grant: &Grant) -> Self {
+        Self { kind: "grant_expiry".into(), request_id: request_id.into(), grant_id: grant.id.clone() }
+    }
+}
+
+/// A fresh random id with a readable prefix.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+impl AccessRequest {
+    /// Records `approver`'s approval; one approval is enough and the grant window starts now.
+    pub fn approve(&self, approver: &str, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_decidable(at)?;
+        let secs = i64::try_from(self.duration_secs).map_err(|_| overflow())?;
+        let ends_at = at.checked_add_signed(Duration::seconds(secs)).ok_or_else(overflow)?;
+        let mut next = self.next(RequestState::Approved, at);
+        next.decisions.push(Decision { approver: approver.into(), verdict: Verdict::Approve, at });
+        next.grant = Some(Grant { id: new_id("grant"), starts_at: at, ends_at });
+        Ok(next)
+    }
+
+    /// Records `approver`'s denial, which ends the request.
+    pub fn deny(&self, approver: &str, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_decidable(at)?;
+        let mut next = self.next(RequestState::Denied, at);
+        next.decisions.push(Decision { approver: approver.into(), verdict: Verdict::Deny, at });
+        Ok(next)
+    }
+
+    /// The requester withdraws a pending request.
+    pub fn cancel(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Pending], "cancelled")?;
+        let mut next = self.next(RequestState::Cancelled, at);
+        next.reason = Some("cancelled by the requester".into());
+        Ok(next)
+    }
+
+    /// The grant's policy and schedule are in place.
+    pub fn activate(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Approved], "activated")?;
+        Ok(self.next(RequestState::Active, at))
+    }
+
+    /// The grant has ended and its policy is gone.
+    pub fn expire(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Active, RequestState::Approved], "expired")?;
+        Ok(self.next(RequestState::Expired, at))
+    }
+
+    /// Access could not be put in place and was rolled back.
+    pub fn fail(&self, reason: &str, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Approved], "failed")?;
+        let mut next = self.next(RequestState::Failed, at);
+        next.reason = Some(reason.into());
+        Ok(next)
+    }
+
+    /// Whether a decision at `at` would be too late.
+    pub fn is_past_pending_deadline(&self, at: DateTime<Utc>) -> bool {
+        at >= self.pending_until
+    }
+
+    fn ensure_decidable(&self, at: DateTime<Utc>) -> Result<()> {
+        self.ensure_state(&[RequestState::Pending], "decided")?;
+        if self.is_past_pending_deadline(at) {
+            return Err(PimError::conflict(
+                "request_expired",
+                "the request was not decided in time and can no longer be approved or denied",
+            ));
+        }
+        Ok(())
+    }
+
+    fn ensure_state(&self, allowed: &[RequestState], verb: &str) -> Result<()> {
+        if allowed.contains(&self.state) {
+            return Ok(());
+        }
+        Err(PimError::conflict(
+            "invalid_state",
+            format!("request {} is {} and cannot be {verb}", self.id, self.state.as_str()),
+        ))
+    }
+
+    fn next(&self, state: RequestState, at: DateTime<Utc>) -> Self {
+        let mut next = self.clone();
+        next.state = state;
+        next.version = self.version + 1;
+        next.updated_at = at;
+        next
+    }
+}
+
+fn overflow() -> PimError {
+    PimError::invalid("invalid_duration", "the grant would end beyond the representable time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(at: DateTime<Utc>) -> AccessRequest {
+        AccessRequest {
+            id: "req-1".into(),
+            requester: "alice".into(),
+            requester_principal: "arn:aws:iam::123456789012:user/alice".into(),
+            role: "prod-readonly".into(),
+            target_role_arn: "arn:aws:iam::123456789012:role/pim/alice".into(),
+            duration_secs: 3600,
+            justification: "incident 42".into(),
+            created_at: at,
+            pending_until: at + Duration::hours(24),
+            approvers: vec!["bob".into()],
+            state: RequestState::Pending,
+            version: 1,
+            updated_at: at,
+            decisions: vec![],
+            grant: None,
+            reason: None,
+        }
+    }
+
+    fn t(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn approval_opens_a_window_of_the_requested_length_from_the_decision() {
+        let request = pending(t("2026-12-03T10:00:00Z"));
+        let approved = request.approve("bob", t("2026-12-03T10:05:00Z")).unwrap();
+        assert_eq!(approved.state, RequestState::Approved);
+        assert_eq!(approved.version, 2);
+        let grant = approved.grant.as_ref().unwrap();
+        assert_eq!(grant.starts_at, t("2026-12-03T10:05:00Z"));
+        assert_eq!(grant.ends_at, t("2026-12-03T11:05:00Z"));
+        assert!(grant.policy_name().starts_with("pim-grant-"));
+
+        let active = approved.activate(t("2026-12-03T10:05:01Z")).unwrap();
+        let expired = active.expire(t("2026-12-03T11:05:00Z")).unwrap();
+        assert_eq!((expired.state, expired.version), (RequestState::Expired, 4));
+    }
+
+    #[test]
+    fn decisions_only_while_pending_and_before_the_deadline() {
+        let request = pending(t("2026-12-03T10:00:00Z"));
+        let denied = request.deny("bob", t("2026-12-03T10:01:00Z")).unwrap();
+        assert_eq!(denied.approve("bob", t("2026-12-03T10:02:00Z")).unwrap_err().code(), "invalid_state");
+        assert_eq!(denied.cancel(t("2026-12-03T10:02:00Z")).unwrap_err().code(), "invalid_state");
+
+        let at_deadline = request.pending_until;
+        assert_eq!(request.approve("bob", at_deadline).unwrap_err().code(), "request_expired");
+        assert!(request.approve("bob", at_deadline - Duration::seconds(1)).is_ok());
+    }
+
+    #[test]
+    fn only_granted_requests_expire_and_only_approved_ones_fail_or_activate() {
+        let at = t("2026-12-03T10:00:00Z");
+        let request = pending(at);
+        assert!(request.expire(at).is_err());
+        assert!(request.activate(at).is_err());
+        assert!(request.fail("x", at).is_err());
+        let approved = request.approve("bob", at).unwrap();
+        assert_eq!(approved.expire(at).unwrap().state, RequestState::Expired);
+        let failed = approved.fail("schedule refused", at).unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("schedule refused"));
+        assert!(failed.expire(at).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The ports: what the domain needs from the outside world, as traits. Each has one adapter
+//! for the real AWS service in [`crate::adapters`]; the domain never names an SDK type.
+//!
+//! Keeping them as traits lets the service be read without AWS in mind and lets the local
+//! stack and tests wire the same adapters to the emulator. Every method that changes the
+//! outside world is safe to repeat.
+
+use crate::audit::AuditRecord;
+use crate::error::Result;
+use crate::model::{AccessRequest, ExpiryEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Durable state: requests, their audit records and consumed link ids.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Stores a new request with its `request.created` record, in one transaction. Fails
+    /// with a conflict if the id exists.
+    async fn create_request(&self, request: &AccessRequest, record: &AuditRecord) -> Result<()>;
+
+    /// The request with this id, read strongly consistently.
+    async fn load_request(&self, id: &str) -> Result<Option<AccessRequest>>;
+
+    /// The requests a person made, newest first.
+    async fn requests_of(&self, person_id: &str) -> Result<Vec<AccessRequest>>;
+
+    /// The audit records of a request, oldest first.
+    async fn history(&self, request_id: &str) -> Result<Vec<AuditRecord>>;
+
+    /// Writes `next` only if the stored request is still at `next.version - 1`, together
+    /// with its record and, when given, the consumption of a one-time link id; all or
+    /// nothing. A lost race is a conflict: `stale_request`, or `link_already_used` when the
+    /// link id was consumed before.
+    async fn commit_transition(
+        &self,
+        next: &AccessRequest,
+        record: &AuditRecord,
+        consume_link: Option<&str>,
+    ) -> Result<()>;
+
+    /// Writes the record of a refusal that changed nothing else.
+    async fn record_refusal(&self, record: &AuditRecord) -> Result<()>;
+}
+
+/// What became of a policy removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The policy was there and is gone now.
+    Deleted,
+    /// There was nothing to remove; as good as deleted.
+    AlreadyGone,
+}
+
+/// Writes and removes grant policies on requesters' IAM roles.
+#[async_trait]
+pub trait PolicyBinder: Send + Sync {
+    /// Puts the inline policy `policy_name` on `role_name` (overwrites the same name).
+    async fn put_grant_policy(&self, role_name: &str, policy_name: &str, document: &str) -> Result<()>;
+
+    /// Removes the inline policy; a policy already gone is success.
+    async fn delete_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<Removal>;
+}
+
+/// Schedules the one-time revocation of each grant.
+#[async_trait]
+pub trait ExpiryScheduler: Send + Sync {
+    /// Creates a one-time schedule `name` that delivers `event` at `at`; an existing
+    /// schedule of that name is success.
+    async fn schedule_expiry(&self, name: &str, at: DateTime<Utc>, event: &ExpiryEvent) -> Result<()>;
+
+    /// Deletes the schedule; one already gone is success.
+    async fn cancel_expiry(&self, name: &str) -> Result<()>;
+}
+
+/// An email with a plain-text and an HTML part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The recipient's address.
+    pub to: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    /// The HTML body.
+    pub html: String,
+}
+
+/// Sends email.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one message.
+    async fn send(&self, mail: &Mail) -> Result<()>;
+}
+
+/// Computes and checks MACs with a key that never leaves its keeper (KMS).
+#[async_trait]
+pub trait LinkSigner: Send + Sync {
+    /// The id of the key, as bound into tokens.
+    fn key_id(&self) -> &str;
+
+    /// The MAC of `message`.
+    async fn mac(&self, message: &[u8]) -> Result<Vec<u8>>;
+
+    /// Whether `tag` is the MAC of `message`; an invalid tag is `Ok(false)`.
+    async fn verify(&self, message: &[u8], tag: &[u8]) -> Result<bool>;
+}

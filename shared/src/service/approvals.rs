@@ -1,0 +1,117 @@
+//! The approver's side: opening a link (which changes nothing) and deciding.
+
+use super::{Pim, RefusalSubject};
+use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::catalog::Person;
+use crate::error::{PimError, Result};
+use crate::identity::Principal;
+use crate::model::{AccessRequest, RequestState, Verdict};
+use crate::token::{self, LinkClaims};
+
+/// What an approval link shows: the request, and who the link belongs to.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    /// The verified claims of the link.
+    pub claims: LinkClaims,
+    /// The request the link decides, as stored now.
+    pub request: AccessRequest,
+    /// The approver the link was sent to.
+    pub approver: Person,
+}
+
+impl Pim {
+    /// Verifies a link and reads its request. Writes nothing, whatever the outcome: mail
+    /// scanners open links, and opening must never decide or record anything.
+    pub async fn open_link(&self, token: &str) -> Result<LinkView> {
+        let claims = token::verify(self.signer.as_ref(), token, self.clock.now()).await?;
+        let invalid = || PimError::refused("invalid_link", "this approval link is not valid");
+        let request = self.store.load_request(&claims.rid).await?.ok_or_else(invalid)?;
+        if !request.approvers.contains(&claims.apr) {
+            return Err(invalid());
+        }
+        let approver = self.catalog.person(&claims.apr).ok_or_else(invalid)?.clone();
+        Ok(LinkView { claims, request, approver })
+    }
+
+    /// Records an approver's decision through a link, and grants access on approval. The
+    /// link's one-time id is consumed in the same transaction as the decision.
+    pub async fn decide(&self, token: &str, verdict: Verdict) -> Result<AccessRequest> {
+        let view = match self.open_link(token).await {
+            Ok(view) => view,
+            Err(refusal) if refusal.is_refusal() => {
+                let subject = RefusalSubject::default();
+                return Err(self.refuse_decision(Actor::anonymous(), subject, refusal).await);
+            }
+            Err(fault) => return Err(fault),
+        };
+        let LinkView { claims, request, approver } = view;
+        let actor = Actor::person(&approver.id, None);
+        let subject = RefusalSubject { request_id: Some(&request.id), role: Some(&request.role) };
+
+        if is_same_person(&approver, &request) {
+            let refusal = PimError::refused("self_approval", "nobody may decide their own request");
+            return Err(self.refuse_decision(actor, subject, refusal).await);
+        }
+        let still_approver = self.catalog.role(&request.role).is_some_and(|r| r.may_approve(&approver.id));
+        if !still_approver {
+            let refusal = PimError::refused("not_an_approver", "the policy no longer names you as an approver of this role");
+            return Err(self.refuse_decision(actor, subject, refusal).await);
+        }
+
+        let now = self.clock.now();
+        let next = match verdict {
+            Verdict::Approve => request.approve(&approver.id, now),
+            Verdict::Deny => request.deny(&approver.id, now),
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(refusal) => return Err(self.refuse_decision(actor, subject, refusal).await),
+        };
+        let action = match verdict {
+            Verdict::Approve => AuditAction::RequestApproved,
+            Verdict::Deny => AuditAction::RequestDenied,
+        };
+        let record = AuditRecord::new(action, Outcome::Success, actor.clone(), Source::Link, now)
+            .about(&next)
+            .with("link_id", claims.lid.clone());
+        if let Err(err) = self.store.commit_transition(&next, &record, Some(&claims.lid)).await {
+            if err.is_refusal() {
+                return Err(self.refuse_decision(actor, subject, err).await);
+            }
+            return Err(err);
+        }
+        tracing::info!(request_id = %next.id, approver = %approver.id, verdict = ?verdict, "decision recorded");
+
+        match verdict {
+            Verdict::Approve => self.activate_grant(next).await,
+            Verdict::Deny => {
+                self.tell_requester(&next).await;
+                Ok(next)
+            }
+        }
+    }
+
+    async fn refuse_decision(&self, actor: Actor, subject: RefusalSubject<'_>, refusal: PimError) -> PimError {
+        self.refuse(AuditAction::DecisionRefused, actor, Source::Link, subject, refusal).await
+    }
+}
+
+/// Whether the approver is the requester: by person, or by any principal the approver holds.
+fn is_same_person(approver: &Person, request: &AccessRequest) -> bool {
+    if approver.id == request.requester {
+        return true;
+    }
+    let Ok(requester) = Principal::from_policy(&request.requester_principal) else {
+        return true;
+    };
+    approver
+        .principals
+        .iter()
+        .filter_map(|text| Principal::from_policy(text).ok())
+        .any(|principal| principal == requester)
+}
+
+/// Whether a request still waits for decisions.
+pub fn is_open(request: &AccessRequest) -> bool {
+    request.state == RequestState::Pending
+}

@@ -1,0 +1,174 @@
+//! Putting a grant in place and ending it.
+//!
+//! Activation writes the policy, then the schedule, then commits `active`. If the schedule
+//! cannot be created the policy is removed again and the request fails with the reason, so
+//! access never exists without its scheduled end. If the request moved on while the policy
+//! was being written (an expiry raced ahead), the commit loses and the policy is removed:
+//! the grant never reappears.
+
+use super::Pim;
+use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::catalog::role_name_of;
+use crate::error::{PimError, Result};
+use crate::model::{AccessRequest, ExpiryEvent, Grant, RequestState};
+use crate::ports::Removal;
+use crate::render::{iam_time, render_grant_policy};
+
+/// How many times expiry re-reads a request that changed under it before giving up.
+const EXPIRY_ATTEMPTS: usize = 3;
+
+/// What an expiry delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpiryOutcome {
+    /// The policy was removed (or already gone) and the grant is now expired.
+    Expired {
+        /// Whether the policy was still on the role.
+        removal: Removal,
+    },
+    /// The grant had already ended; nothing was done.
+    AlreadyEnded(RequestState),
+    /// No such grant; nothing was done.
+    UnknownGrant,
+}
+
+impl Pim {
+    /// Writes the grant's policy and schedule for an approved request and marks it active.
+    pub async fn activate_grant(&self, approved: AccessRequest) -> Result<AccessRequest> {
+        let grant = approved.grant.clone().ok_or_else(|| PimError::Corrupt {
+            key: approved.id.clone(),
+            reason: "approved request without a grant".into(),
+        })?;
+        let role_name = role_name_of(&approved.target_role_arn).to_string();
+        let Some(role) = self.catalog.role(&approved.role) else {
+            return self.fail_grant(approved, "the role left the catalog before access was granted", None).await;
+        };
+        let document = match render_grant_policy(role, grant.window()) {
+            Ok(document) => document,
+            Err(err) => return self.fail_grant(approved, "the grant policy could not be rendered", Some(err)).await,
+        };
+
+        if let Err(err) = self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await {
+            self.remove_policy_quietly(&role_name, &grant).await;
+            return self.fail_grant(approved, "the grant policy could not be written", Some(err)).await;
+        }
+        let event = ExpiryEvent::for_grant(&approved.id, &grant);
+        if let Err(err) = self.scheduler.schedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await {
+            self.remove_policy_quietly(&role_name, &grant).await;
+            return self.fail_grant(approved, "the expiry schedule could not be created", Some(err)).await;
+        }
+
+        let now = self.clock.now();
+        let active = approved.activate(now)?;
+        let record = AuditRecord::new(
+            AuditAction::GrantActivated,
+            Outcome::Success,
+            Actor::system("grant"),
+            Source::Link,
+            now,
+        )
+        .about(&active)
+        .with("policy_name", grant.policy_name())
+        .with("role_arn", active.target_role_arn.clone())
+        .with("starts_at", iam_time(grant.starts_at))
+        .with("ends_at", iam_time(grant.ends_at))
+        .with("schedule_name", grant.schedule_name());
+        match self.store.commit_transition(&active, &record, None).await {
+            Ok(()) => {}
+            Err(err @ PimError::Conflict { .. }) => {
+                // The request moved on (an expiry raced ahead): take back what was written.
+                self.remove_policy_quietly(&role_name, &grant).await;
+                if let Err(cancel) = self.scheduler.cancel_expiry(&grant.schedule_name()).await {
+                    tracing::warn!(grant_id = %grant.id, error = ?cancel, "schedule not cancelled");
+                }
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        }
+        tracing::info!(request_id = %active.id, grant_id = %grant.id, role = %role_name,
+            expires_at = %iam_time(grant.ends_at), "grant active");
+        self.tell_requester(&active).await;
+        Ok(active)
+    }
+
+    /// Ends a grant at its scheduled time: removes its policy and marks it expired.
+    /// Delivering the same event again changes nothing more.
+    pub async fn expire_grant(&self, event: &ExpiryEvent) -> Result<ExpiryOutcome> {
+        if event.kind != "grant_expiry" {
+            return Err(PimError::invalid("unknown_event", format!("unknown event kind '{}'", event.kind)));
+        }
+        for _ in 0..EXPIRY_ATTEMPTS {
+            let Some(request) = self.store.load_request(&event.request_id).await? else {
+                tracing::warn!(request_id = %event.request_id, "expiry for an unknown request");
+                return Ok(ExpiryOutcome::UnknownGrant);
+            };
+            let Some(grant) = request.grant.clone().filter(|grant| grant.id == event.grant_id) else {
+                tracing::warn!(request_id = %event.request_id, grant_id = %event.grant_id, "expiry for an unknown grant");
+                return Ok(ExpiryOutcome::UnknownGrant);
+            };
+            if !matches!(request.state, RequestState::Active | RequestState::Approved) {
+                return Ok(ExpiryOutcome::AlreadyEnded(request.state));
+            }
+
+            let role_name = role_name_of(&request.target_role_arn);
+            let removal = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await?;
+            let now = self.clock.now();
+            let expired = request.expire(now)?;
+            let lag = (now - grant.ends_at).num_seconds();
+            let record = AuditRecord::new(
+                AuditAction::GrantExpired,
+                Outcome::Success,
+                Actor::system("schedule"),
+                Source::Schedule,
+                now,
+            )
+            .about(&expired)
+            .with("policy_name", grant.policy_name())
+            .with("policy_was_present", removal == Removal::Deleted)
+            .with("ends_at", iam_time(grant.ends_at))
+            .with("cleanup_lag_secs", lag);
+            match self.store.commit_transition(&expired, &record, None).await {
+                Ok(()) => {
+                    tracing::info!(request_id = %request.id, grant_id = %grant.id, role = role_name,
+                        lag_secs = lag, "grant expired");
+                    return Ok(ExpiryOutcome::Expired { removal });
+                }
+                Err(PimError::Conflict { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(PimError::conflict("stale_request", "the request kept changing during expiry; retry"))
+    }
+
+    async fn fail_grant(
+        &self,
+        approved: AccessRequest,
+        reason: &str,
+        cause: Option<PimError>,
+    ) -> Result<AccessRequest> {
+        let now = self.clock.now();
+        let failed = approved.fail(reason, now)?;
+        let code = cause.as_ref().map_or("grant_failed", PimError::code);
+        let record = AuditRecord::new(
+            AuditAction::GrantFailed,
+            Outcome::Failure,
+            Actor::system("grant"),
+            Source::Link,
+            now,
+        )
+        .about(&failed)
+        .because(code, reason);
+        tracing::error!(request_id = %failed.id, error = ?cause, reason, "grant failed and was rolled back");
+        self.store.commit_transition(&failed, &record, None).await?;
+        self.tell_requester(&failed).await;
+        Err(PimError::GrantFailed { reason: reason.into(), source: cause.map(Box::new) })
+    }
+
+    /// Removes a grant's policy as part of a rollback; a failure is logged, not raised,
+    /// because the policy's own time condition still bounds it.
+    async fn remove_policy_quietly(&self, role_name: &str, grant: &Grant) {
+        if let Err(err) = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await {
+            tracing::error!(grant_id = %grant.id, role = role_name, error = ?err,
+                "rollback could not remove the grant policy");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The domain operations, one per use case. The functions call exactly one of these per
+//! event; everything between the API and the ports happens here.
+//!
+//! - [`requests`]: create, show, list and cancel requests (the requester's API).
+//! - [`approvals`]: open an approval link and record a decision.
+//! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
+//! - [`notify`]: the mail each step sends.
+//!
+//! Side effects in IAM and the scheduler happen only after the transition that calls for
+//! them has committed, and each is safe to repeat.
+
+pub mod approvals;
+pub mod grants;
+pub mod notify;
+pub mod requests;
+
+use crate::adapters::{
+    AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
+    KmsLinkSigner, SesMailer,
+};
+use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::error::PimError;
+use crate::ports::{ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore};
+use std::sync::Arc;
+
+pub use approvals::LinkView;
+pub use grants::ExpiryOutcome;
+pub use requests::{Created, NewRequest};
+
+/// The domain with its ports wired; built once per process.
+#[derive(Clone)]
+pub struct Pim {
+    /// The policy document in force.
+    pub catalog: Arc<Catalog>,
+    /// Requests, audit records, consumed links.
+    pub store: Arc<dyn RequestStore>,
+    /// Grant policies on IAM roles.
+    pub binder: Arc<dyn PolicyBinder>,
+    /// Expiry schedules.
+    pub scheduler: Arc<dyn ExpiryScheduler>,
+    /// Outgoing mail.
+    pub mailer: Arc<dyn Mailer>,
+    /// Link MACs.
+    pub signer: Arc<dyn LinkSigner>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Base URL of the API, for links.
+    pub public_url: String,
+}
+
+impl Pim {
+    /// Reads the settings and the policy document, builds the AWS clients and wires them:
+    /// the cold start of every function. Fails naming the first missing or bad setting.
+    pub async fn from_env() -> crate::Result<Self> {
+        let settings = Settings::from_env()?;
+        let catalog = Catalog::from_file(&settings.policy_file)?;
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let clients = AwsClients::new(&config);
+        Ok(Self::with_aws(&settings, catalog, &clients, Arc::new(crate::clock::SystemClock)))
+    }
+
+    /// Records a refusal made at the edge (a malformed form, a failed CSRF or origin check)
+    /// of a decision through a link, and hands it back.
+    pub async fn refuse_link_use(&self, refusal: PimError) -> PimError {
+        let subject = RefusalSubject::default();
+        self.refuse(AuditAction::DecisionRefused, Actor::anonymous(), Source::Link, subject, refusal)
+            .await
+    }
+
+    /// Wires the AWS adapters described by `settings`.
+    pub fn with_aws(
+        settings: &Settings,
+        catalog: Catalog,
+        clients: &AwsClients,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            catalog: Arc::new(catalog),
+            store: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            binder: Arc::new(IamInlinePolicyBinder::new(clients.iam.clone())),
+            scheduler: Arc::new(EventBridgeExpiryScheduler::new(
+                clients.scheduler.clone(),
+                &settings.schedule_group,
+                &settings.revocation_arn,
+                &settings.scheduler_role_arn,
+            )),
+            mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.sender)),
+            signer: Arc::new(KmsLinkSigner::new(clients.kms.clone(), &settings.link_key_id)),
+            clock,
+            public_url: settings.public_url.clone(),
+        }
+    }
+
+    /// Records a refusal that changes nothing else, then hands the refusal back.
+    ///
+    /// A refusal that cannot be recorded is still a refusal: the caller gets it, and the
+    /// failure to record is logged for a human.
+    async fn refuse(
+        &self,
+        action: AuditAction,
+        actor: Actor,
+        source: Source,
+        subject: RefusalSubject<'_>,
+        refusal: PimError,
+    ) -> PimError {
+        let mut record =
+            AuditRecord::new(action, Outcome::Refused, actor, source, self.clock.now())
+                .because(refusal.code(), &refusal.to_string());
+        record.request_id = subject.request_id.map(Into::into);
+        record.role = subject.role.map(Into::into);
+        if let Err(err) = self.store.record_refusal(&record).await {
+            tracing::error!(error = ?err, code = refusal.code(), "refusal could not be recorded");
+        }
+        tracing::warn!(code = refusal.code(), request_id = subject.request_id, "refused");
+        refusal
+    }
+}
+
+/// What a refusal was about, as far as it is known.
+#[derive(Debug, Default, Clone, Copy)]
+struct RefusalSubject<'a> {
+    request_id: Option<&'a str>,
+    role: Option<&'a str>,
+}
