@@ -168,6 +168,11 @@ impl Catalog {
         self.roles.iter().find(|role| role.name == name)
     }
 
+    /// Every person, in document order.
+    pub fn people(&self) -> &[Person] {
+        &self.people
+    }
+
     /// Every catalog role, in document order.
     pub fn roles(&self) -> &[CatalogRole] {
         &self.roles

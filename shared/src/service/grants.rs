@@ -1,10 +1,12 @@
 //! Putting a grant in place and ending it.
 //!
-//! Activation writes the policy, then the schedule, then commits `active`. If the schedule
-//! cannot be created the policy is removed again and the request fails with the reason, so
-//! access never exists without its scheduled end. If the request moved on while the policy
-//! was being written (an expiry raced ahead), the commit loses and the policy is removed:
-//! the grant never reappears.
+//! Activation creates the expiry schedule first and writes the policy second, so access
+//! never exists without its scheduled end: if the schedule cannot be created nothing is
+//! written and the request fails with the reason. The granting function holds no right to
+//! delete policies (only revocation does), so every later failure is cleaned up by asking
+//! revocation to run at once: a one-time cleanup schedule a minute out. Revocation removes
+//! a grant's policy whenever it is delivered, whatever state the request is in, so a
+//! policy written after its request moved on (an expiry that raced ahead) never survives.
 
 use super::Pim;
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
@@ -13,6 +15,9 @@ use crate::error::{PimError, Result};
 use crate::model::{AccessRequest, ExpiryEvent, Grant, RequestState};
 use crate::ports::Removal;
 use crate::render::{iam_time, render_grant_policy};
+
+/// How long after a failed activation revocation runs to clean up.
+const CLEANUP_DELAY_SECS: i64 = 60;
 
 /// How many times expiry re-reads a request that changed under it before giving up.
 const EXPIRY_ATTEMPTS: usize = 3;
@@ -47,14 +52,14 @@ impl Pim {
             Err(err) => return self.fail_grant(approved, "the grant policy could not be rendered", Some(err)).await,
         };
 
-        if let Err(err) = self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await {
-            self.remove_policy_quietly(&role_name, &grant).await;
-            return self.fail_grant(approved, "the grant policy could not be written", Some(err)).await;
-        }
         let event = ExpiryEvent::for_grant(&approved.id, &grant);
         if let Err(err) = self.scheduler.schedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await {
-            self.remove_policy_quietly(&role_name, &grant).await;
             return self.fail_grant(approved, "the expiry schedule could not be created", Some(err)).await;
+        }
+        if let Err(err) = self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await {
+            // The write may have landed even though its reply was lost: clean up either way.
+            self.request_cleanup(&approved.id, &grant).await;
+            return self.fail_grant(approved, "the grant policy could not be written", Some(err)).await;
         }
 
         let now = self.clock.now();
@@ -76,10 +81,7 @@ impl Pim {
             Ok(()) => {}
             Err(err @ PimError::Conflict { .. }) => {
                 // The request moved on (an expiry raced ahead): take back what was written.
-                self.remove_policy_quietly(&role_name, &grant).await;
-                if let Err(cancel) = self.scheduler.cancel_expiry(&grant.schedule_name()).await {
-                    tracing::warn!(grant_id = %grant.id, error = ?cancel, "schedule not cancelled");
-                }
+                self.request_cleanup(&active.id, &grant).await;
                 return Err(err);
             }
             Err(err) => return Err(err),
@@ -105,12 +107,18 @@ impl Pim {
                 tracing::warn!(request_id = %event.request_id, grant_id = %event.grant_id, "expiry for an unknown grant");
                 return Ok(ExpiryOutcome::UnknownGrant);
             };
+            // Removal comes first and whatever the state: a policy written after its request
+            // moved on must not survive a delivery, and removing nothing is cheap.
+            let role_name = role_name_of(&request.target_role_arn);
+            let removal = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await?;
             if !matches!(request.state, RequestState::Active | RequestState::Approved) {
+                if removal == Removal::Deleted {
+                    tracing::warn!(request_id = %request.id, grant_id = %grant.id, state = request.state.as_str(),
+                        "removed a grant policy left behind by an ended grant");
+                }
                 return Ok(ExpiryOutcome::AlreadyEnded(request.state));
             }
 
-            let role_name = role_name_of(&request.target_role_arn);
-            let removal = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await?;
             let now = self.clock.now();
             let expired = request.expire(now)?;
             let lag = (now - grant.ends_at).num_seconds();
@@ -163,12 +171,15 @@ impl Pim {
         Err(PimError::GrantFailed { reason: reason.into(), source: cause.map(Box::new) })
     }
 
-    /// Removes a grant's policy as part of a rollback; a failure is logged, not raised,
-    /// because the policy's own time condition still bounds it.
-    async fn remove_policy_quietly(&self, role_name: &str, grant: &Grant) {
-        if let Err(err) = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await {
-            tracing::error!(grant_id = %grant.id, role = role_name, error = ?err,
-                "rollback could not remove the grant policy");
+    /// Asks revocation to remove a grant's policy within about a minute, through a one-time
+    /// cleanup schedule. If even that fails, the policy's own time condition still ends the
+    /// access, and the failure is logged for a human.
+    async fn request_cleanup(&self, request_id: &str, grant: &Grant) {
+        let event = ExpiryEvent::for_grant(request_id, grant);
+        let at = self.clock.now() + chrono::Duration::seconds(CLEANUP_DELAY_SECS);
+        let name = format!("pim-cleanup-{}", grant.id);
+        if let Err(err) = self.scheduler.schedule_expiry(&name, at, &event).await {
+            tracing::error!(grant_id = %grant.id, error = ?err, "cleanup of the grant policy could not be scheduled");
         }
     }
 }

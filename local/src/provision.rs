@@ -1,0 +1,199 @@
+//! Creates, in the emulator, the resources `infra/template.yaml` declares: the table (key
+//! schema, indexes and TTL attribute read from the template), the link key (key spec and
+//! usage from the template), the schedule group, the scheduler's role and the sender
+//! identity; plus what the template leaves to the operator: the requesters' own IAM roles
+//! named in the policy document.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use pim::adapters::AwsClients;
+use pim::catalog::Catalog;
+use pim::config::Settings;
+use serde_yaml::Value;
+
+/// The template, compiled in so the stack always matches the repository's.
+pub const TEMPLATE: &str = include_str!("../../infra/template.yaml");
+
+/// The example policy document the local stack and the tests use.
+pub const EXAMPLE_POLICY: &str = include_str!("../../infra/policy.example.yaml");
+
+/// Names of the local stack's resources.
+#[derive(Debug, Clone)]
+pub struct StackNames {
+    /// Table name.
+    pub table: String,
+    /// Schedule group name.
+    pub schedule_group: String,
+    /// Sender address.
+    pub sender: String,
+    /// Base URL the gateway is reachable at.
+    pub public_url: String,
+    /// Where the policy document is.
+    pub policy_file: String,
+    /// The account the emulator puts resources in.
+    pub account: String,
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// One resource of the template.
+fn resource_of_type<'a>(template: &'a Value, kind: &str) -> Result<&'a Value, Failure> {
+    let resources = template["Resources"].as_mapping().ok_or("the template has no Resources")?;
+    resources
+        .values()
+        .find(|resource| resource["Type"].as_str() == Some(kind))
+        .map(|resource| &resource["Properties"])
+        .ok_or_else(|| format!("the template declares no {kind}").into())
+}
+
+fn text<'a>(value: &'a Value, what: &str) -> Result<&'a str, Failure> {
+    value.as_str().ok_or_else(|| format!("the template's {what} is not a string").into())
+}
+
+/// Creates every resource and returns the settings the functions would read from their
+/// environment in AWS.
+pub async fn provision(clients: &AwsClients, catalog: &Catalog, names: &StackNames) -> Result<Settings, Failure> {
+    let template: Value = serde_yaml::from_str(TEMPLATE)?;
+    create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table).await?;
+    let link_key_id = create_link_key(clients, resource_of_type(&template, "AWS::KMS::Key")?).await?;
+    resource_of_type(&template, "AWS::Scheduler::ScheduleGroup")?;
+    clients.scheduler.create_schedule_group().name(&names.schedule_group).send().await?;
+    clients.ses.create_email_identity().email_identity(&names.sender).send().await?;
+    let scheduler_role_arn = create_role(clients, "/pim-system/", "pim-scheduler", "scheduler.amazonaws.com").await?;
+    for role in requester_roles(catalog) {
+        let (path, name) = split_role_arn(&role);
+        create_role(clients, &path, &name, "ec2.amazonaws.com").await?;
+    }
+    Ok(Settings {
+        table: names.table.clone(),
+        policy_file: names.policy_file.clone(),
+        link_key_id,
+        public_url: names.public_url.clone(),
+        sender: names.sender.clone(),
+        schedule_group: names.schedule_group.clone(),
+        revocation_arn: format!("arn:aws:lambda:us-east-1:{}:function:pim-revocation", names.account),
+        scheduler_role_arn,
+    })
+}
+
+async fn create_table(clients: &AwsClients, properties: &Value, table: &str) -> Result<(), Failure> {
+    let attributes = properties["AttributeDefinitions"].as_sequence().ok_or("no AttributeDefinitions")?;
+    let mut request = clients.dynamodb.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+    for attribute in attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text(&attribute["AttributeName"], "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(text(&attribute["AttributeType"], "AttributeType")?))
+                .build()?,
+        );
+    }
+    for key in key_schema(&properties["KeySchema"])? {
+        request = request.key_schema(key);
+    }
+    for index in properties["GlobalSecondaryIndexes"].as_sequence().into_iter().flatten() {
+        let projection = Projection::builder().projection_type(ProjectionType::All).build();
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text(&index["IndexName"], "IndexName")?)
+                .set_key_schema(Some(key_schema(&index["KeySchema"])?))
+                .projection(projection)
+                .build()?,
+        );
+    }
+    request.send().await?;
+
+    let ttl = &properties["TimeToLiveSpecification"];
+    if ttl["Enabled"].as_bool() == Some(true) {
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(text(&ttl["AttributeName"], "TTL AttributeName")?)
+            .enabled(true)
+            .build()?;
+        clients.dynamodb.update_time_to_live().table_name(table).time_to_live_specification(spec).send().await?;
+    }
+    Ok(())
+}
+
+fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>, Failure> {
+    let keys = value.as_sequence().ok_or("no KeySchema")?;
+    keys.iter()
+        .map(|key| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text(&key["AttributeName"], "AttributeName")?)
+                .key_type(KeyType::from(text(&key["KeyType"], "KeyType")?))
+                .build()?)
+        })
+        .collect()
+}
+
+async fn create_link_key(clients: &AwsClients, properties: &Value) -> Result<String, Failure> {
+    let output = clients
+        .kms
+        .create_key()
+        .key_spec(KeySpec::from(text(&properties["KeySpec"], "KeySpec")?))
+        .key_usage(KeyUsageType::from(text(&properties["KeyUsage"], "KeyUsage")?))
+        .description("pim approval link MAC key (local)")
+        .send()
+        .await?;
+    let metadata = output.key_metadata.ok_or("KMS returned no key metadata")?;
+    Ok(metadata.arn.unwrap_or(metadata.key_id))
+}
+
+async fn create_role(clients: &AwsClients, path: &str, name: &str, service: &str) -> Result<String, Failure> {
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }]
+    });
+    let output = clients
+        .iam
+        .create_role()
+        .path(path)
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await?;
+    Ok(output.role.map(|role| role.arn).unwrap_or_default())
+}
+
+/// Every requester role the policy document names, once each.
+pub fn requester_roles(catalog: &Catalog) -> Vec<String> {
+    let mut roles: Vec<String> = catalog.people().iter().map(|person| person.role_arn.clone()).collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+/// `(path, name)` of a role ARN: `arn:aws:iam::1:role/pim/alice` → `("/pim/", "alice")`.
+pub fn split_role_arn(arn: &str) -> (String, String) {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+    let after_role = resource.strip_prefix("role").unwrap_or(resource);
+    match after_role.rfind('/') {
+        Some(slash) => (after_role[..=slash].to_string(), after_role[slash + 1..].to_string()),
+        None => ("/".into(), after_role.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_split_into_path_and_name() {
+        assert_eq!(split_role_arn("arn:aws:iam::123456789012:role/pim/alice"), ("/pim/".into(), "alice".into()));
+        assert_eq!(split_role_arn("arn:aws:iam::123456789012:role/bob"), ("/".into(), "bob".into()));
+    }
+
+    #[test]
+    fn the_template_declares_what_the_stack_creates() {
+        let template: Value = serde_yaml::from_str(TEMPLATE).unwrap();
+        for kind in ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Scheduler::ScheduleGroup"] {
+            assert!(resource_of_type(&template, kind).is_ok(), "{kind}");
+        }
+        let table = resource_of_type(&template, "AWS::DynamoDB::Table").unwrap();
+        let index = &table["GlobalSecondaryIndexes"][0]["IndexName"];
+        assert_eq!(index.as_str(), Some(pim::adapters::dynamodb::REQUESTER_INDEX));
+        assert_eq!(table["TimeToLiveSpecification"]["AttributeName"].as_str(), Some("ttl"));
+    }
+}
