@@ -1,1 +1,404 @@
+//! The harness of the end-to-end tests: a whole stack per test, in its own emulator account.
+//!
+//! Every test shares one emulator (started by `scripts/test`, found through
+//! `PIM_EMULATOR_URL`) and is isolated from the others by a random account id, sent with
+//! every SDK call as the emulator's `x-moto-account-id` header. The stack's clock is a
+//! [`ManualClock`], so tests move time instead of waiting. SDK retries are off, so a
+//! mistake fails fast instead of being retried for seconds.
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::RetryConfig;
+use pim::adapters::AwsClients;
+use pim::catalog::{Catalog, role_name_of};
+use pim::clock::ManualClock;
+use pim::config::Settings;
+use pim::model::ExpiryEvent;
+use pim::service::Pim;
+use pim_local::gateway::{self, CALLER_HEADER, OIDC_HEADER};
+use pim_local::mailbox::{SentMail, sent_mail};
+use pim_local::provision::{EXAMPLE_POLICY, StackNames, provision, requester_roles};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Principals of the example policy's people.
+pub mod people {
+    /// Requests prod-readonly and prod-db-admin.
+    pub const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/engineer/alice";
+    /// Requests and approves prod-readonly.
+    pub const BOB: &str = "arn:aws:sts::123456789012:assumed-role/engineer/bob";
+    /// Approves both roles.
+    pub const CAROL: &str = "arn:aws:sts::123456789012:assumed-role/security/carol";
+    /// Known, but eligible for nothing.
+    pub const DAVE: &str = "arn:aws:sts::123456789012:assumed-role/contractor/dave";
+    /// Unknown to the policy document.
+    pub const MALLORY: &str = "arn:aws:sts::123456789012:assumed-role/engineer/mallory";
+}
+
+/// The emulator's URL, from `PIM_EMULATOR_URL` (set by `scripts/test`).
+pub fn emulator_url() -> String {
+    std::env::var("PIM_EMULATOR_URL").unwrap_or_else(|_| {
+        panic!("PIM_EMULATOR_URL is not set: run the tests with scripts/test, which starts the emulator")
+    })
+}
+
+/// Sends every call to one emulator account.
+#[derive(Debug)]
+struct AccountHeader(String);
+
+impl Intercept for AccountHeader {
+    fn name(&self) -> &'static str {
+        "AccountHeader"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context.request_mut().headers_mut().insert("x-moto-account-id", self.0.clone());
+        Ok(())
+    }
+}
+
+/// SDK clients bound to one emulator account, retries off.
+pub async fn clients_for(account: &str) -> AwsClients {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(emulator_url())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let header = || AccountHeader(account.to_string());
+    AwsClients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config).interceptor(header()).build(),
+        ),
+        iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&config).interceptor(header()).build()),
+        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&config).interceptor(header()).build()),
+        scheduler: aws_sdk_scheduler::Client::from_conf(
+            aws_sdk_scheduler::config::Builder::from(&config).interceptor(header()).build(),
+        ),
+        ses: aws_sdk_sesv2::Client::from_conf(aws_sdk_sesv2::config::Builder::from(&config).interceptor(header()).build()),
+    }
+}
+
+/// A random 12-digit account id.
+pub fn random_account() -> String {
+    format!("{:012}", rand::random::<u64>() % 900_000_000_000 + 100_000_000_000)
+}
+
+/// One stack: resources in its own account, the domain on a manual clock, and the gateway
+/// on a loopback port.
+pub struct TestStack {
+    /// The emulator account.
+    pub account: String,
+    /// Clients bound to the account.
+    pub clients: AwsClients,
+    /// The settings the functions would read.
+    pub settings: Settings,
+    /// The domain, as the functions build it.
+    pub pim: Arc<Pim>,
+    /// The stack's clock.
+    pub clock: Arc<ManualClock>,
+    /// The gateway's base URL.
+    pub base_url: String,
+    /// An HTTP client without cookies or redirects.
+    pub http: reqwest::Client,
+}
+
+/// An HTTP answer: status, headers and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body text.
+    pub text: String,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
+    }
+
+    /// The problem code of a JSON problem document, or of an HTML error page.
+    pub fn code(&self) -> String {
+        if let Ok(json) = serde_json::from_str::<Value>(&self.text) {
+            return json["code"].as_str().unwrap_or_default().to_string();
+        }
+        self.text
+            .split("data-code=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+impl TestStack {
+    /// Provisions a stack with the example policy document.
+    pub async fn start() -> Self {
+        Self::with_policy(EXAMPLE_POLICY).await
+    }
+
+    /// Provisions a stack with `policy` as its policy document.
+    pub async fn with_policy(policy: &str) -> Self {
+        let account = random_account();
+        let clients = clients_for(&account).await;
+        let catalog = Catalog::from_yaml(policy).expect("test policy is valid");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let names = StackNames {
+            table: "pim-test".into(),
+            schedule_group: "pim-test-expiry".into(),
+            sender: "pim@example.com".into(),
+            public_url: base_url.clone(),
+            policy_file: "policy.yaml".into(),
+            account: account.clone(),
+        };
+        let settings = provision(&clients, &catalog, &names).await.expect("provisioning");
+        let clock = Arc::new(ManualClock::at(chrono::Utc::now()));
+        let pim = Arc::new(Pim::with_aws(&settings, catalog, &clients, clock.clone()));
+        tokio::spawn(gateway::serve(listener, pim.clone()));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { account, clients, settings, pim, clock, base_url, http }
+    }
+
+    /// The stack's current time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        pim::clock::Clock::now(self.clock.as_ref())
+    }
+
+    /// Sends a request through the gateway as `caller` (an IAM ARN, or `None`).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        caller: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url)).body(body);
+        if let Some(caller) = caller {
+            request = request.header(CALLER_HEADER, caller);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        answer(request).await
+    }
+
+    /// `POST /requests` with a JSON body as `caller`.
+    pub async fn create(&self, caller: &str, body: Value) -> Answer {
+        let body = serde_json::to_vec(&body).unwrap();
+        self.call(reqwest::Method::POST, "/requests", Some(caller), Some("application/json"), body).await
+    }
+
+    /// `POST /requests` as the OIDC subject `subject`.
+    pub async fn create_as_oidc(&self, subject: &str, body: Value) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/requests", self.base_url))
+            .header(OIDC_HEADER, subject)
+            .json(&body);
+        answer(request).await
+    }
+
+    /// `GET /requests/{id}` as `caller`.
+    pub async fn show(&self, caller: &str, id: &str) -> Answer {
+        self.call(reqwest::Method::GET, &format!("/requests/{id}"), Some(caller), None, vec![]).await
+    }
+
+    /// A request alice makes for prod-readonly for an hour, expected to be accepted.
+    pub async fn alice_requests_readonly(&self) -> Value {
+        let created = self.create(people::ALICE, serde_json::json!({
+            "role": "prod-readonly", "duration": "PT1H", "justification": "incident INC-1234: reading logs"
+        })).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        created.json()
+    }
+
+    /// The approval link mailed to `email` for `request_id`.
+    pub async fn link_for(&self, email: &str, request_id: &str) -> String {
+        let mail = self.mail_to(email, request_id).await;
+        let links = mail.links();
+        assert_eq!(links.len(), 1, "one link per approval mail: {}", mail.body);
+        links[0].clone()
+    }
+
+    /// The mail sent to `email` that mentions `needle` (waits up to ten seconds).
+    pub async fn mail_to(&self, email: &str, needle: &str) -> SentMail {
+        for _ in 0..50 {
+            let mail = self.all_mail_to(email, needle).await;
+            if let Some(found) = mail.into_iter().next() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no mail to {email} about {needle}");
+    }
+
+    /// Every mail sent to `email` mentioning `needle`, oldest first.
+    pub async fn all_mail_to(&self, email: &str, needle: &str) -> Vec<SentMail> {
+        let mail = sent_mail(&self.http, &emulator_url()).await.expect("mailbox");
+        mail.into_iter().filter(|m| m.to.iter().any(|to| to == email) && m.body.contains(needle)).collect()
+    }
+
+    /// Opens an approval link like a browser: GET, returning the page and its CSRF cookie.
+    pub async fn open(&self, link: &str) -> (Answer, Option<String>) {
+        let opened = answer(self.http.get(link)).await;
+        let cookie = opened
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next().map(str::to_string));
+        (opened, cookie)
+    }
+
+    /// Opens the link and presses a button on the page, like an approver.
+    pub async fn press(&self, link: &str, decision: &str) -> Answer {
+        let (page, cookie) = self.open(link).await;
+        let csrf = page
+            .text
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_string);
+        let (Some(csrf), Some(cookie)) = (csrf, cookie) else {
+            return page;
+        };
+        self.post_form(link, &cookie, &format!("csrf={csrf}&decision={decision}")).await
+    }
+
+    /// POSTs a form to a link with a cookie, as the page's own form would.
+    pub async fn post_form(&self, link: &str, cookie: &str, form: &str) -> Answer {
+        let request = self
+            .http
+            .post(link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .header("origin", &self.base_url)
+            .body(form.to_string());
+        answer(request).await
+    }
+
+    /// Everything the system could have changed: table items, grant policies on every
+    /// requester role, and schedules.
+    pub async fn snapshot(&self) -> Snapshot {
+        let mut items = BTreeMap::new();
+        let scanned = self.clients.dynamodb.scan().table_name(&self.settings.table).send().await.expect("scan");
+        for item in scanned.items() {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let sorted: BTreeMap<&String, &AttributeValue> = item.iter().collect();
+            items.insert(format!("{}|{}", text("pk"), text("sk")), format!("{sorted:?}"));
+        }
+        let mut policies = BTreeMap::new();
+        for role in requester_roles(&self.pim.catalog) {
+            let name = role_name_of(&role).to_string();
+            let listed = self.clients.iam.list_role_policies().role_name(&name).send().await.expect("list policies");
+            policies.insert(name, listed.policy_names().to_vec());
+        }
+        let schedules = self
+            .clients
+            .scheduler
+            .list_schedules()
+            .group_name(&self.settings.schedule_group)
+            .send()
+            .await
+            .expect("list schedules")
+            .schedules()
+            .iter()
+            .filter_map(|s| s.name().map(str::to_string))
+            .collect();
+        Snapshot { items, policies, schedules }
+    }
+
+    /// The grant policy documents on a role, by name.
+    pub async fn role_policies(&self, role_name: &str) -> BTreeMap<String, Value> {
+        let listed = self.clients.iam.list_role_policies().role_name(role_name).send().await.expect("list");
+        let mut found = BTreeMap::new();
+        for name in listed.policy_names() {
+            let policy = self.clients.iam.get_role_policy().role_name(role_name).policy_name(name).send().await.unwrap();
+            let text = percent_encoding::percent_decode_str(policy.policy_document()).decode_utf8_lossy().into_owned();
+            found.insert(name.clone(), serde_json::from_str(&text).unwrap());
+        }
+        found
+    }
+
+    /// The input of a schedule: the payload the scheduler would deliver to revocation.
+    pub async fn schedule_payload(&self, name: &str) -> ExpiryEvent {
+        let schedule = self
+            .clients
+            .scheduler
+            .get_schedule()
+            .group_name(&self.settings.schedule_group)
+            .name(name)
+            .send()
+            .await
+            .expect("schedule exists");
+        let input = schedule.target().and_then(|t| t.input()).expect("schedule has input");
+        serde_json::from_str(input).expect("schedule input is an expiry event")
+    }
+
+    /// Stored refusal records (those that changed nothing else).
+    pub async fn refusals(&self) -> Vec<Value> {
+        let scanned = self.clients.dynamodb.scan().table_name(&self.settings.table).send().await.expect("scan");
+        scanned
+            .items()
+            .iter()
+            .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("REFUSAL#")))
+            .filter_map(|item| item.get("doc").and_then(|v| v.as_s().ok()))
+            .map(|doc| serde_json::from_str(doc).unwrap())
+            .collect()
+    }
+}
+
+/// What a stack holds at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Table items by `pk|sk`, rendered.
+    pub items: BTreeMap<String, String>,
+    /// Inline policy names by role.
+    pub policies: BTreeMap<String, Vec<String>>,
+    /// Schedule names.
+    pub schedules: Vec<String>,
+}
+
+impl Snapshot {
+    /// The snapshot without refusal records, to compare state while refusals are recorded.
+    pub fn without_refusals(&self) -> Self {
+        let mut copy = self.clone();
+        copy.items.retain(|key, _| !key.starts_with("REFUSAL#"));
+        copy
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Answer { status, headers, text }
+}
+
+/// A string attribute value.
+pub fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_string())
+}

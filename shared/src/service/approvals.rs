@@ -5,7 +5,7 @@ use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::catalog::Person;
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
-use crate::model::{AccessRequest, RequestState, Verdict};
+use crate::model::{AccessRequest, Verdict};
 use crate::token::{self, LinkClaims};
 
 /// What an approval link shows: the request, and who the link belongs to.
@@ -23,35 +23,51 @@ impl Pim {
     /// Verifies a link and reads its request. Writes nothing, whatever the outcome: mail
     /// scanners open links, and opening must never decide or record anything.
     pub async fn open_link(&self, token: &str) -> Result<LinkView> {
-        let claims = token::verify(self.signer.as_ref(), token, self.clock.now()).await?;
+        self.read_link(token).await.map_err(|(err, _)| err)
+    }
+
+    /// [`Pim::open_link`], also returning the verified claims with a refusal that came after
+    /// verification, so a refusal record can say who and which request.
+    async fn read_link(&self, token: &str) -> Result<LinkView, (PimError, Option<LinkClaims>)> {
+        let claims = token::verify(self.signer.as_ref(), token, self.clock.now())
+            .await
+            .map_err(|err| (err, None))?;
+        let refuse = |err: PimError| (err, Some(claims.clone()));
         let invalid = || PimError::refused("invalid_link", "this approval link is not valid");
-        let request = self.store.load_request(&claims.rid).await?.ok_or_else(invalid)?;
-        if !request.approvers.contains(&claims.apr) {
-            return Err(invalid());
+        let request = match self.store.load_request(&claims.rid).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Err(refuse(invalid())),
+            Err(fault) => return Err(refuse(fault)),
+        };
+        let Some(approver) = self.catalog.person(&claims.apr).cloned() else {
+            return Err(refuse(invalid()));
+        };
+        if is_same_person(&approver, &request) {
+            return Err(refuse(PimError::refused("self_approval", "nobody may decide their own request")));
         }
-        let approver = self.catalog.person(&claims.apr).ok_or_else(invalid)?.clone();
+        if !request.approvers.contains(&claims.apr) {
+            return Err(refuse(invalid()));
+        }
         Ok(LinkView { claims, request, approver })
     }
 
     /// Records an approver's decision through a link, and grants access on approval. The
     /// link's one-time id is consumed in the same transaction as the decision.
     pub async fn decide(&self, token: &str, verdict: Verdict) -> Result<AccessRequest> {
-        let view = match self.open_link(token).await {
+        let view = match self.read_link(token).await {
             Ok(view) => view,
-            Err(refusal) if refusal.is_refusal() => {
-                let subject = RefusalSubject::default();
-                return Err(self.refuse_decision(Actor::anonymous(), subject, refusal).await);
+            Err((refusal, claims)) if refusal.is_refusal() => {
+                let actor = claims.as_ref().map_or_else(Actor::anonymous, |c| Actor::person(&c.apr, None));
+                let request_id = claims.as_ref().map(|c| c.rid.as_str());
+                let subject = RefusalSubject { request_id, role: None };
+                return Err(self.refuse_decision(actor, subject, refusal).await);
             }
-            Err(fault) => return Err(fault),
+            Err((fault, _)) => return Err(fault),
         };
         let LinkView { claims, request, approver } = view;
         let actor = Actor::person(&approver.id, None);
         let subject = RefusalSubject { request_id: Some(&request.id), role: Some(&request.role) };
 
-        if is_same_person(&approver, &request) {
-            let refusal = PimError::refused("self_approval", "nobody may decide their own request");
-            return Err(self.refuse_decision(actor, subject, refusal).await);
-        }
         let still_approver = self.catalog.role(&request.role).is_some_and(|r| r.may_approve(&approver.id));
         if !still_approver {
             let refusal = PimError::refused("not_an_approver", "the policy no longer names you as an approver of this role");
@@ -109,9 +125,4 @@ fn is_same_person(approver: &Person, request: &AccessRequest) -> bool {
         .iter()
         .filter_map(|text| Principal::from_policy(text).ok())
         .any(|principal| principal == requester)
-}
-
-/// Whether a request still waits for decisions.
-pub fn is_open(request: &AccessRequest) -> bool {
-    request.state == RequestState::Pending
 }

@@ -1,0 +1,8 @@
+//! End-to-end tests: the functions' handlers behind the loopback gateway, over real HTTP,
+//! against the AWS emulator through the official SDK. One test binary, so the SDK is linked
+//! once.
+
+mod lifecycle;
+mod links;
+mod races;
+mod refusals;
