@@ -18,10 +18,15 @@ impl Emulator {
     pub fn start(root: &Path, log: &Path) -> Result<Self, String> {
         let python = root.join(".venv/bin/python");
         if !python.exists() {
-            return Err(format!("{} is missing; run scripts/emulator-venv first", python.display()));
+            return Err(format!(
+                "{} is missing; run scripts/emulator-venv first",
+                python.display()
+            ));
         }
-        let port_file = std::env::temp_dir().join(format!("pim-emulator-{}.port", uuid::Uuid::new_v4()));
-        let log_file = std::fs::File::create(log).map_err(|err| format!("cannot create {}: {err}", log.display()))?;
+        let port_file =
+            std::env::temp_dir().join(format!("pim-emulator-{}.port", uuid::Uuid::new_v4()));
+        let log_file = std::fs::File::create(log)
+            .map_err(|err| format!("cannot create {}: {err}", log.display()))?;
         let child = Command::new(&python)
             .arg(root.join("scripts/emulator.py"))
             .args(["--port", "0", "--port-file"])

@@ -43,19 +43,28 @@ pub async fn fire_due(
             .send()
             .await
             .map_err(|err| format!("cannot read schedule {name}: {err:?}"))?;
-        let due = schedule.schedule_expression().and_then(parse_at_expression).is_some_and(|at| at <= now);
+        let due = schedule
+            .schedule_expression()
+            .and_then(parse_at_expression)
+            .is_some_and(|at| at <= now);
         if !due {
             continue;
         }
-        let input = schedule.target().map(|target| target.input().unwrap_or_default()).unwrap_or_default();
+        let input =
+            schedule.target().map(|target| target.input().unwrap_or_default()).unwrap_or_default();
         let event: ExpiryEvent = match serde_json::from_str(input) {
             Ok(event) => event,
             Err(err) => {
-                fired.push(Fired { name: name.into(), event: unreadable(), outcome: Err(format!("bad input: {err}")) });
+                fired.push(Fired {
+                    name: name.into(),
+                    event: unreadable(),
+                    outcome: Err(format!("bad input: {err}")),
+                });
                 continue;
             }
         };
-        let outcome = pim_revocation::handle(pim, event.clone()).await.map_err(|err| err.to_string());
+        let outcome =
+            pim_revocation::handle(pim, event.clone()).await.map_err(|err| err.to_string());
         if outcome.is_ok() {
             scheduler
                 .delete_schedule()

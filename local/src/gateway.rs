@@ -37,8 +37,11 @@ pub async fn serve(listener: TcpListener, pim: Arc<Pim>) {
         let Ok((stream, peer)) = listener.accept().await else { continue };
         let pim = pim.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(pim.clone(), peer.ip().to_string(), request));
-            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            let service =
+                service_fn(move |request| answer(pim.clone(), peer.ip().to_string(), request));
+            if let Err(err) =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+            {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
@@ -58,7 +61,9 @@ async fn answer(
     let event = api_gateway_event(&parts, &body, &source_ip);
     let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(request) => request,
-        Err(err) => return Ok(plain(StatusCode::BAD_REQUEST, &format!("unreadable request: {err}"))),
+        Err(err) => {
+            return Ok(plain(StatusCode::BAD_REQUEST, &format!("unreadable request: {err}")));
+        }
     };
 
     let path = parts.uri.path();
@@ -82,7 +87,8 @@ fn api_gateway_event(parts: &http::request::Parts, body: &Bytes, source_ip: &str
             cookies.extend(value.split(';').map(|c| c.trim().to_string()));
             continue;
         }
-        let entry = headers.entry(name.as_str().to_string()).or_insert(Value::String(String::new()));
+        let entry =
+            headers.entry(name.as_str().to_string()).or_insert(Value::String(String::new()));
         let joined = match entry.as_str() {
             Some("") | None => value,
             Some(previous) => format!("{previous},{value}"),
@@ -90,7 +96,8 @@ fn api_gateway_event(parts: &http::request::Parts, body: &Bytes, source_ip: &str
         *entry = Value::String(joined);
     }
 
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header =
+        |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let authorizer = match (header(CALLER_HEADER), header(OIDC_HEADER)) {
         (Some(arn), _) => json!({ "iam": { "userArn": arn, "accountId": "123456789012" } }),
         (None, Some(subject)) => json!({ "jwt": { "claims": { "sub": subject }, "scopes": null } }),

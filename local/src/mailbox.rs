@@ -33,7 +33,10 @@ impl SentMail {
 }
 
 /// Every message the emulator accepted so far, oldest first.
-pub async fn sent_mail(http: &reqwest::Client, emulator_url: &str) -> Result<Vec<SentMail>, String> {
+pub async fn sent_mail(
+    http: &reqwest::Client,
+    emulator_url: &str,
+) -> Result<Vec<SentMail>, String> {
     let url = format!("{emulator_url}/moto-api/data.json");
     let data: Value = http
         .get(&url)

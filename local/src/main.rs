@@ -15,10 +15,10 @@ use pim::catalog::{Catalog, role_name_of};
 use pim::clock::{Clock, SystemClock};
 use pim::service::Pim;
 use pim_local::emulator::{Emulator, repository_root};
+use pim_local::firer::fire_due;
 use pim_local::gateway::{self, CALLER_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{EXAMPLE_POLICY, StackNames, provision, requester_roles};
-use pim_local::firer::fire_due;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -36,7 +36,8 @@ struct Options {
 }
 
 fn options() -> Result<Options, Failure> {
-    let mut options = Options { port: 8080, auto_approve: false, exit_after: false, walkthrough: true };
+    let mut options =
+        Options { port: 8080, auto_approve: false, exit_after: false, walkthrough: true };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -45,7 +46,9 @@ fn options() -> Result<Options, Failure> {
             "--exit" => options.exit_after = true,
             "--no-walkthrough" => options.walkthrough = false,
             "-h" | "--help" => {
-                println!("usage: scripts/local [--port N] [--auto-approve] [--exit] [--no-walkthrough]");
+                println!(
+                    "usage: scripts/local [--port N] [--auto-approve] [--exit] [--no-walkthrough]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other}; see --help").into()),
@@ -73,13 +76,21 @@ async fn run() -> Result<(), Failure> {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(emulator.url())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "pim-local"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "pim-local",
+        ))
         .load()
         .await;
     let clients = AwsClients::new(&config);
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await
-        .map_err(|err| format!("cannot listen on 127.0.0.1:{}: {err} (try --port)", options.port))?;
+    let listener =
+        tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await.map_err(|err| {
+            format!("cannot listen on 127.0.0.1:{}: {err} (try --port)", options.port)
+        })?;
     let public_url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
     let policy_file = state.join("policy.yaml");
     std::fs::write(&policy_file, EXAMPLE_POLICY)?;
@@ -98,7 +109,13 @@ async fn run() -> Result<(), Failure> {
 
     tokio::spawn(gateway::serve(listener, pim.clone()));
     say(&format!("API and approval pages at {public_url}"));
-    tokio::spawn(watch(clients.clone(), pim.clone(), emulator.url().to_string(), settings.schedule_group.clone(), catalog));
+    tokio::spawn(watch(
+        clients.clone(),
+        pim.clone(),
+        emulator.url().to_string(),
+        settings.schedule_group.clone(),
+        catalog,
+    ));
 
     if options.walkthrough {
         walkthrough(&public_url, emulator.url(), &clients, options.auto_approve).await?;
@@ -109,14 +126,21 @@ async fn run() -> Result<(), Failure> {
     say("the stack keeps running; press Ctrl-C to stop");
     println!("  try: curl -s -X POST {public_url}/requests -H 'content-type: application/json' \\");
     println!("         -H '{CALLER_HEADER}: {ALICE}' \\");
-    println!("         -d '{{\"role\":\"prod-readonly\",\"duration\":\"2m\",\"justification\":\"looking at logs\"}}'");
+    println!(
+        "         -d '{{\"role\":\"prod-readonly\",\"duration\":\"2m\",\"justification\":\"looking at logs\"}}'"
+    );
     tokio::signal::ctrl_c().await?;
     drop(emulator);
     Ok(())
 }
 
 /// One elevation from request to expiry, narrated.
-async fn walkthrough(public_url: &str, emulator_url: &str, clients: &AwsClients, auto_approve: bool) -> Result<(), Failure> {
+async fn walkthrough(
+    public_url: &str,
+    emulator_url: &str,
+    clients: &AwsClients,
+    auto_approve: bool,
+) -> Result<(), Failure> {
     let http = reqwest::Client::builder().cookie_store(true).build()?;
     say("1. alice asks for prod-readonly for one minute");
     let created: Value = http
@@ -127,7 +151,10 @@ async fn walkthrough(public_url: &str, emulator_url: &str, clients: &AwsClients,
         .await?
         .json()
         .await?;
-    let id = created["id"].as_str().ok_or_else(|| format!("the request was refused: {created}"))?.to_string();
+    let id = created["id"]
+        .as_str()
+        .ok_or_else(|| format!("the request was refused: {created}"))?
+        .to_string();
     println!("   request {id} is {}", created["state"]);
 
     say("2. the approvers were mailed a signed link");
@@ -141,38 +168,68 @@ async fn walkthrough(public_url: &str, emulator_url: &str, clients: &AwsClients,
     }
 
     say("3. waiting for the decision");
-    let request = wait_for_state(&http, public_url, &id, &["active", "denied", "failed", "cancelled"], Duration::from_secs(3600)).await?;
+    let request = wait_for_state(
+        &http,
+        public_url,
+        &id,
+        &["active", "denied", "failed", "cancelled"],
+        Duration::from_secs(3600),
+    )
+    .await?;
     if request["state"] != "active" {
         println!("   the request ended {}; run again to see a grant", request["state"]);
         return Ok(());
     }
     let ends_at = request["grant"]["ends_at"].as_str().unwrap_or_default().to_string();
     let policy_name = format!("pim-{}", request["grant"]["id"].as_str().unwrap_or_default());
-    let role_name = role_name_of(request["target_role_arn"].as_str().unwrap_or_default()).to_string();
-    let document = clients.iam.get_role_policy().role_name(&role_name).policy_name(&policy_name).send().await?;
+    let role_name =
+        role_name_of(request["target_role_arn"].as_str().unwrap_or_default()).to_string();
+    let document = clients
+        .iam
+        .get_role_policy()
+        .role_name(&role_name)
+        .policy_name(&policy_name)
+        .send()
+        .await?;
     say(&format!("4. IAM role {role_name} now holds {policy_name}, self-expiring at {ends_at}:"));
     let decoded = percent_decode(document.policy_document());
     let pretty: Value = serde_json::from_str(&decoded).unwrap_or(Value::String(decoded));
     println!("{}", serde_json::to_string_pretty(&pretty)?);
 
     say("5. waiting for the expiry schedule to fire");
-    let request = wait_for_state(&http, public_url, &id, &["expired"], Duration::from_secs(300)).await?;
+    let request =
+        wait_for_state(&http, public_url, &id, &["expired"], Duration::from_secs(300)).await?;
     let remaining = clients.iam.list_role_policies().role_name(&role_name).send().await?;
-    println!("   request is {}; policies left on {role_name}: {:?}", request["state"], remaining.policy_names());
+    println!(
+        "   request is {}; policies left on {role_name}: {:?}",
+        request["state"],
+        remaining.policy_names()
+    );
 
     say("6. the audit records of this request");
     for record in request["history"].as_array().into_iter().flatten() {
-        println!("   {}  {:<18} {:<8} by {}", record["time"].as_str().unwrap_or(""), record["action"].as_str().unwrap_or(""),
-            record["outcome"].as_str().unwrap_or(""), record["actor"]["id"].as_str().unwrap_or("?"));
+        println!(
+            "   {}  {:<18} {:<8} by {}",
+            record["time"].as_str().unwrap_or(""),
+            record["action"].as_str().unwrap_or(""),
+            record["outcome"].as_str().unwrap_or(""),
+            record["actor"]["id"].as_str().unwrap_or("?")
+        );
     }
     say("walkthrough complete");
     Ok(())
 }
 
-async fn wait_for_link(http: &reqwest::Client, emulator_url: &str, request_id: &str) -> Result<String, Failure> {
+async fn wait_for_link(
+    http: &reqwest::Client,
+    emulator_url: &str,
+    request_id: &str,
+) -> Result<String, Failure> {
     for _ in 0..100 {
         let mail = sent_mail(http, emulator_url).await?;
-        if let Some(link) = mail.iter().filter(|m| m.body.contains(request_id)).flat_map(SentMail::links).next() {
+        if let Some(link) =
+            mail.iter().filter(|m| m.body.contains(request_id)).flat_map(SentMail::links).next()
+        {
             return Ok(link);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -209,7 +266,13 @@ async fn wait_for_state(
     let started = std::time::Instant::now();
     let mut last = String::new();
     loop {
-        let request: Value = http.get(format!("{public_url}/requests/{id}")).header(CALLER_HEADER, ALICE).send().await?.json().await?;
+        let request: Value = http
+            .get(format!("{public_url}/requests/{id}"))
+            .header(CALLER_HEADER, ALICE)
+            .send()
+            .await?
+            .json()
+            .await?;
         let state = request["state"].as_str().unwrap_or("?").to_string();
         if states.contains(&state.as_str()) {
             println!();
@@ -231,7 +294,13 @@ async fn wait_for_state(
 }
 
 /// Background work of the stack: fire due schedules, show new mail and policy changes.
-async fn watch(clients: AwsClients, pim: Arc<Pim>, emulator_url: String, group: String, catalog: Catalog) {
+async fn watch(
+    clients: AwsClients,
+    pim: Arc<Pim>,
+    emulator_url: String,
+    group: String,
+    catalog: Catalog,
+) {
     let http = reqwest::Client::new();
     let mut seen_mail: HashSet<String> = HashSet::new();
     let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -239,7 +308,10 @@ async fn watch(clients: AwsClients, pim: Arc<Pim>, emulator_url: String, group: 
         match fire_due(&clients.scheduler, &group, &pim, SystemClock.now()).await {
             Ok(fired) => {
                 for f in fired {
-                    log(&format!("schedule {} fired → revocation answered {:?}", f.name, f.outcome));
+                    log(&format!(
+                        "schedule {} fired → revocation answered {:?}",
+                        f.name, f.outcome
+                    ));
                 }
             }
             Err(err) => log(&format!("firing schedules failed: {err}")),
@@ -254,7 +326,9 @@ async fn watch(clients: AwsClients, pim: Arc<Pim>, emulator_url: String, group: 
         }
         for role in requester_roles(&catalog) {
             let name = role_name_of(&role).to_string();
-            let Ok(listed) = clients.iam.list_role_policies().role_name(&name).send().await else { continue };
+            let Ok(listed) = clients.iam.list_role_policies().role_name(&name).send().await else {
+                continue;
+            };
             let now: Vec<String> = listed.policy_names().to_vec();
             let before = policies.insert(name.clone(), now.clone()).unwrap_or_default();
             for added in now.iter().filter(|p| !before.contains(p)) {

@@ -55,14 +55,21 @@ fn text<'a>(value: &'a Value, what: &str) -> Result<&'a str, Failure> {
 
 /// Creates every resource and returns the settings the functions would read from their
 /// environment in AWS.
-pub async fn provision(clients: &AwsClients, catalog: &Catalog, names: &StackNames) -> Result<Settings, Failure> {
+pub async fn provision(
+    clients: &AwsClients,
+    catalog: &Catalog,
+    names: &StackNames,
+) -> Result<Settings, Failure> {
     let template: Value = serde_yaml::from_str(TEMPLATE)?;
-    create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table).await?;
-    let link_key_id = create_link_key(clients, resource_of_type(&template, "AWS::KMS::Key")?).await?;
+    create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table)
+        .await?;
+    let link_key_id =
+        create_link_key(clients, resource_of_type(&template, "AWS::KMS::Key")?).await?;
     resource_of_type(&template, "AWS::Scheduler::ScheduleGroup")?;
     clients.scheduler.create_schedule_group().name(&names.schedule_group).send().await?;
     clients.ses.create_email_identity().email_identity(&names.sender).send().await?;
-    let scheduler_role_arn = create_role(clients, "/pim-system/", "pim-scheduler", "scheduler.amazonaws.com").await?;
+    let scheduler_role_arn =
+        create_role(clients, "/pim-system/", "pim-scheduler", "scheduler.amazonaws.com").await?;
     for role in requester_roles(catalog) {
         let (path, name) = split_role_arn(&role);
         create_role(clients, &path, &name, "ec2.amazonaws.com").await?;
@@ -74,19 +81,31 @@ pub async fn provision(clients: &AwsClients, catalog: &Catalog, names: &StackNam
         public_url: names.public_url.clone(),
         sender: names.sender.clone(),
         schedule_group: names.schedule_group.clone(),
-        revocation_arn: format!("arn:aws:lambda:us-east-1:{}:function:pim-revocation", names.account),
+        revocation_arn: format!(
+            "arn:aws:lambda:us-east-1:{}:function:pim-revocation",
+            names.account
+        ),
         scheduler_role_arn,
     })
 }
 
-async fn create_table(clients: &AwsClients, properties: &Value, table: &str) -> Result<(), Failure> {
-    let attributes = properties["AttributeDefinitions"].as_sequence().ok_or("no AttributeDefinitions")?;
-    let mut request = clients.dynamodb.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+async fn create_table(
+    clients: &AwsClients,
+    properties: &Value,
+    table: &str,
+) -> Result<(), Failure> {
+    let attributes =
+        properties["AttributeDefinitions"].as_sequence().ok_or("no AttributeDefinitions")?;
+    let mut request =
+        clients.dynamodb.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
     for attribute in attributes {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(text(&attribute["AttributeName"], "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(text(&attribute["AttributeType"], "AttributeType")?))
+                .attribute_type(ScalarAttributeType::from(text(
+                    &attribute["AttributeType"],
+                    "AttributeType",
+                )?))
                 .build()?,
         );
     }
@@ -111,7 +130,13 @@ async fn create_table(clients: &AwsClients, properties: &Value, table: &str) -> 
             .attribute_name(text(&ttl["AttributeName"], "TTL AttributeName")?)
             .enabled(true)
             .build()?;
-        clients.dynamodb.update_time_to_live().table_name(table).time_to_live_specification(spec).send().await?;
+        clients
+            .dynamodb
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(spec)
+            .send()
+            .await?;
     }
     Ok(())
 }
@@ -141,7 +166,12 @@ async fn create_link_key(clients: &AwsClients, properties: &Value) -> Result<Str
     Ok(metadata.arn.unwrap_or(metadata.key_id))
 }
 
-async fn create_role(clients: &AwsClients, path: &str, name: &str, service: &str) -> Result<String, Failure> {
+async fn create_role(
+    clients: &AwsClients,
+    path: &str,
+    name: &str,
+    service: &str,
+) -> Result<String, Failure> {
     let trust = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{ "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }]
@@ -159,7 +189,8 @@ async fn create_role(clients: &AwsClients, path: &str, name: &str, service: &str
 
 /// Every requester role the policy document names, once each.
 pub fn requester_roles(catalog: &Catalog) -> Vec<String> {
-    let mut roles: Vec<String> = catalog.people().iter().map(|person| person.role_arn.clone()).collect();
+    let mut roles: Vec<String> =
+        catalog.people().iter().map(|person| person.role_arn.clone()).collect();
     roles.sort();
     roles.dedup();
     roles
@@ -181,8 +212,14 @@ mod tests {
 
     #[test]
     fn role_arns_split_into_path_and_name() {
-        assert_eq!(split_role_arn("arn:aws:iam::123456789012:role/pim/alice"), ("/pim/".into(), "alice".into()));
-        assert_eq!(split_role_arn("arn:aws:iam::123456789012:role/bob"), ("/".into(), "bob".into()));
+        assert_eq!(
+            split_role_arn("arn:aws:iam::123456789012:role/pim/alice"),
+            ("/pim/".into(), "alice".into())
+        );
+        assert_eq!(
+            split_role_arn("arn:aws:iam::123456789012:role/bob"),
+            ("/".into(), "bob".into())
+        );
     }
 
     #[test]

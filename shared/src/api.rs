@@ -22,7 +22,8 @@ pub fn caller_of(request: &Request) -> Result<Principal> {
         Some(RequestContext::ApiGatewayV2(context)) => context.authorizer.as_ref(),
         _ => None,
     };
-    let missing = || PimError::refused("unauthenticated", "the request carries no authenticated caller");
+    let missing =
+        || PimError::refused("unauthenticated", "the request carries no authenticated caller");
     let authorizer = authorizer.ok_or_else(missing)?;
     if let Some(arn) = authorizer.iam.as_ref().and_then(|iam| iam.user_arn.as_deref()) {
         return Principal::from_iam_arn(arn);
@@ -49,7 +50,8 @@ pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| PimError::invalid("malformed_body", "the body is not valid UTF-8"))?;
     serde_json::from_str(text).map_err(|err| {
-        let detail: String = err.to_string().chars().take(200).flat_map(char::escape_default).collect();
+        let detail: String =
+            err.to_string().chars().take(200).flat_map(char::escape_default).collect();
         PimError::invalid("malformed_body", format!("the body is not a valid request: {detail}"))
     })
 }
@@ -88,7 +90,8 @@ pub fn problem_response(err: &PimError) -> Response<Body> {
             _ => "the request could not be completed".to_string(),
         }
     };
-    let title = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
+    let title =
+        StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
     let body = serde_json::json!({
         "type": format!("urn:pim:problem:{}", err.code()),
         "title": title,
@@ -101,7 +104,8 @@ pub fn problem_response(err: &PimError) -> Response<Body> {
 
 fn respond(status: u16, media_type: &'static str, body: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -132,14 +136,17 @@ mod tests {
 
     #[test]
     fn html_escaping_neutralises_markup_and_control_characters() {
-        assert_eq!(escape_html(r#"<script>"x"&'y'</script>"#),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;");
+        assert_eq!(
+            escape_html(r#"<script>"x"&'y'</script>"#),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
+        );
         assert_eq!(escape_html("a\u{1b}b"), "a&#x1b;b");
     }
 
     #[test]
     fn problems_carry_code_status_and_type() {
-        let response = problem_response(&PimError::refused("not_eligible", "alice may not request r"));
+        let response =
+            problem_response(&PimError::refused("not_eligible", "alice may not request r"));
         assert_eq!(response.status(), 403);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         let Body::Text(text) = response.body() else { panic!("text body") };

@@ -260,7 +260,8 @@ fn validate_role(
 ) -> Option<CatalogRole> {
     let at = format!("roles.{}", raw.name);
     let before = problems.len();
-    let default_secs = duration_field(&raw.default_duration, &format!("{at}.default_duration"), problems);
+    let default_secs =
+        duration_field(&raw.default_duration, &format!("{at}.default_duration"), problems);
     let max_secs = duration_field(&raw.max_duration, &format!("{at}.max_duration"), problems);
     if default_secs > max_secs {
         problems.push(format!(
@@ -361,8 +362,9 @@ mod tests {
     fn the_example_policy_is_valid() {
         let catalog = Catalog::from_yaml(EXAMPLE).unwrap();
         assert!(!catalog.roles().is_empty());
-        let alice = Principal::from_iam_arn("arn:aws:sts::123456789012:assumed-role/engineer/alice")
-            .unwrap();
+        let alice =
+            Principal::from_iam_arn("arn:aws:sts::123456789012:assumed-role/engineer/alice")
+                .unwrap();
         assert_eq!(catalog.person_for(&alice).unwrap().id, "alice");
     }
 
@@ -397,7 +399,9 @@ roles:
     #[test]
     fn refuses_roles_that_grant_iam_or_assume_roles() {
         assert!(Catalog::from_yaml(&with_role("['s3:GetObject']", "")).is_ok());
-        for actions in ["['*']", "['iam:*']", "['i*:Put*']", "['sts:AssumeRole']", "['organizations:*']"] {
+        for actions in
+            ["['*']", "['iam:*']", "['i*:Put*']", "['sts:AssumeRole']", "['organizations:*']"]
+        {
             let err = Catalog::from_yaml(&with_role(actions, "")).unwrap_err().to_string();
             assert!(err.contains("would grant"), "{actions}: {err}");
         }

@@ -160,8 +160,23 @@ mod tests {
     #[test]
     fn refuses_zero_negative_overflow_and_garbage() {
         for text in [
-            "", "0", "PT0S", "-5", "PT-1H", "1.5h", "PT", "P", "m", "30m1h", "1h1h", "PT1H2",
-            "99999999999999999999", "P99999999999999D", "1 h", "PT1W", "8d",
+            "",
+            "0",
+            "PT0S",
+            "-5",
+            "PT-1H",
+            "1.5h",
+            "PT",
+            "P",
+            "m",
+            "30m1h",
+            "1h1h",
+            "PT1H2",
+            "99999999999999999999",
+            "P99999999999999D",
+            "1 h",
+            "PT1W",
+            "8d",
         ] {
             let err = parse_duration(text).unwrap_err();
             assert_eq!(err.code(), "invalid_duration", "{text}");

@@ -41,11 +41,20 @@ pub enum PimError {
 
     /// An AWS call failed; `retryable` says whether trying again can help.
     #[error("{operation} failed")]
-    Aws { operation: &'static str, retryable: bool, #[source] source: BoxError },
+    Aws {
+        operation: &'static str,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
 
     /// Access could not be put in place and was rolled back (HTTP 502).
     #[error("access was not granted: {reason}")]
-    GrantFailed { reason: String, #[source] source: Option<Box<PimError>> },
+    GrantFailed {
+        reason: String,
+        #[source]
+        source: Option<Box<PimError>>,
+    },
 
     /// A setting is missing or malformed; the function cannot start.
     #[error("configuration: {0}")]

@@ -78,8 +78,10 @@ mod tests {
 
     #[test]
     fn spellings_of_one_principal_are_equal() {
-        let a = Principal::from_iam_arn("arn:aws:sts::111122223333:assumed-role/Dev/Alice").unwrap();
-        let b = Principal::from_iam_arn(" ARN:AWS:STS::111122223333:assumed-role/dev/alice ").unwrap();
+        let a =
+            Principal::from_iam_arn("arn:aws:sts::111122223333:assumed-role/Dev/Alice").unwrap();
+        let b =
+            Principal::from_iam_arn(" ARN:AWS:STS::111122223333:assumed-role/dev/alice ").unwrap();
         assert_eq!(a, b);
         let c = Principal::from_policy("oidc:Alice@Example.com").unwrap();
         assert_eq!(c, Principal::from_oidc_subject("alice@example.com").unwrap());
@@ -87,8 +89,14 @@ mod tests {
 
     #[test]
     fn malformed_identities_are_refused() {
-        for arn in ["", "alice", "arn:aws:s3:::bucket", "arn:aws:iam::123:", "arn:aws:iam::123:user/a b"] {
-            assert_eq!(Principal::from_iam_arn(arn).unwrap_err().code(), "unauthenticated", "{arn}");
+        for arn in
+            ["", "alice", "arn:aws:s3:::bucket", "arn:aws:iam::123:", "arn:aws:iam::123:user/a b"]
+        {
+            assert_eq!(
+                Principal::from_iam_arn(arn).unwrap_err().code(),
+                "unauthenticated",
+                "{arn}"
+            );
         }
         assert!(Principal::from_oidc_subject("with\ncontrol").is_err());
     }

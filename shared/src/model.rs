@@ -156,7 +156,11 @@ pub struct ExpiryEvent {
 impl ExpiryEvent {
     /// The event that ends `grant` of `request_id`.
     pub fn for_grant(request_id: &str, grant: &Grant) -> Self {
-        Self { kind: "grant_expiry".into(), request_id: request_id.into(), grant_id: grant.id.clone() }
+        Self {
+            kind: "grant_expiry".into(),
+            request_id: request_id.into(),
+            grant_id: grant.id.clone(),
+        }
     }
 }
 
@@ -301,7 +305,10 @@ mod tests {
     fn decisions_only_while_pending_and_before_the_deadline() {
         let request = pending(t("2026-12-03T10:00:00Z"));
         let denied = request.deny("bob", t("2026-12-03T10:01:00Z")).unwrap();
-        assert_eq!(denied.approve("bob", t("2026-12-03T10:02:00Z")).unwrap_err().code(), "invalid_state");
+        assert_eq!(
+            denied.approve("bob", t("2026-12-03T10:02:00Z")).unwrap_err().code(),
+            "invalid_state"
+        );
         assert_eq!(denied.cancel(t("2026-12-03T10:02:00Z")).unwrap_err().code(), "invalid_state");
 
         let at_deadline = request.pending_until;

@@ -55,7 +55,12 @@ pub enum Removal {
 #[async_trait]
 pub trait PolicyBinder: Send + Sync {
     /// Puts the inline policy `policy_name` on `role_name` (overwrites the same name).
-    async fn put_grant_policy(&self, role_name: &str, policy_name: &str, document: &str) -> Result<()>;
+    async fn put_grant_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<()>;
 
     /// Removes the inline policy; a policy already gone is success.
     async fn delete_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<Removal>;
@@ -66,7 +71,12 @@ pub trait PolicyBinder: Send + Sync {
 pub trait ExpiryScheduler: Send + Sync {
     /// Creates a one-time schedule `name` that delivers `event` at `at`; an existing
     /// schedule of that name is success.
-    async fn schedule_expiry(&self, name: &str, at: DateTime<Utc>, event: &ExpiryEvent) -> Result<()>;
+    async fn schedule_expiry(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        event: &ExpiryEvent,
+    ) -> Result<()>;
 
     /// Deletes the schedule; one already gone is success.
     async fn cancel_expiry(&self, name: &str) -> Result<()>;

@@ -94,7 +94,8 @@ mod tests {
             Statement { actions: vec!["logs:Get*".into()], resources: vec!["arn:x".into()] },
         ];
         let document: Value =
-            serde_json::from_str(&render_grant_policy(&role(statements), window()).unwrap()).unwrap();
+            serde_json::from_str(&render_grant_policy(&role(statements), window()).unwrap())
+                .unwrap();
         let rendered = document["Statement"].as_array().unwrap();
         assert_eq!(rendered.len(), 2);
         for statement in rendered {

@@ -56,7 +56,11 @@ pub async fn issue(signer: &dyn LinkSigner, claims: &LinkClaims) -> Result<Strin
 }
 
 /// Verifies `token` and returns its claims if it is authentic and unexpired at `now`.
-pub async fn verify(signer: &dyn LinkSigner, token: &str, now: DateTime<Utc>) -> Result<LinkClaims> {
+pub async fn verify(
+    signer: &dyn LinkSigner,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<LinkClaims> {
     let (payload, claims, mac) = decode(token)?;
     if claims.kid != signer.key_id() {
         return Err(invalid());

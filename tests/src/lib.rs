@@ -73,7 +73,9 @@ pub async fn clients_for(account: &str) -> AwsClients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(emulator_url())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .retry_config(RetryConfig::disabled())
         .load()
         .await;
@@ -82,12 +84,18 @@ pub async fn clients_for(account: &str) -> AwsClients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&config).interceptor(header()).build(),
         ),
-        iam: aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&config).interceptor(header()).build()),
-        kms: aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&config).interceptor(header()).build()),
+        iam: aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&config).interceptor(header()).build(),
+        ),
+        kms: aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&config).interceptor(header()).build(),
+        ),
         scheduler: aws_sdk_scheduler::Client::from_conf(
             aws_sdk_scheduler::config::Builder::from(&config).interceptor(header()).build(),
         ),
-        ses: aws_sdk_sesv2::Client::from_conf(aws_sdk_sesv2::config::Builder::from(&config).interceptor(header()).build()),
+        ses: aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::config::Builder::from(&config).interceptor(header()).build(),
+        ),
     }
 }
 
@@ -176,10 +184,8 @@ impl TestStack {
         let clock = Arc::new(ManualClock::at(chrono::Utc::now()));
         let pim = Arc::new(Pim::with_aws(&settings, catalog, &clients, clock.clone()));
         tokio::spawn(gateway::serve(listener, pim.clone()));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { account, clients, settings, pim, clock, base_url, http }
     }
 
@@ -210,7 +216,8 @@ impl TestStack {
     /// `POST /requests` with a JSON body as `caller`.
     pub async fn create(&self, caller: &str, body: Value) -> Answer {
         let body = serde_json::to_vec(&body).unwrap();
-        self.call(reqwest::Method::POST, "/requests", Some(caller), Some("application/json"), body).await
+        self.call(reqwest::Method::POST, "/requests", Some(caller), Some("application/json"), body)
+            .await
     }
 
     /// `POST /requests` as the OIDC subject `subject`.
@@ -225,7 +232,8 @@ impl TestStack {
 
     /// `GET /requests/{id}` as `caller`.
     pub async fn show(&self, caller: &str, id: &str) -> Answer {
-        self.call(reqwest::Method::GET, &format!("/requests/{id}"), Some(caller), None, vec![]).await
+        self.call(reqwest::Method::GET, &format!("/requests/{id}"), Some(caller), None, vec![])
+            .await
     }
 
     /// A request alice makes for prod-readonly for an hour, expected to be accepted.
@@ -260,15 +268,16 @@ impl TestStack {
     /// Every mail sent to `email` mentioning `needle`, oldest first.
     pub async fn all_mail_to(&self, email: &str, needle: &str) -> Vec<SentMail> {
         let mail = sent_mail(&self.http, &emulator_url()).await.expect("mailbox");
-        mail.into_iter().filter(|m| m.to.iter().any(|to| to == email) && m.body.contains(needle)).collect()
+        mail.into_iter()
+            .filter(|m| m.to.iter().any(|to| to == email) && m.body.contains(needle))
+            .collect()
     }
 
     /// Opens an approval link like a browser: GET, returning the page and its CSRF cookie.
     pub async fn open(&self, link: &str) -> (Answer, Option<String>) {
         let opened = answer(self.http.get(link)).await;
-        let cookie = opened
-            .header("set-cookie")
-            .and_then(|c| c.split(';').next().map(str::to_string));
+        let cookie =
+            opened.header("set-cookie").and_then(|c| c.split(';').next().map(str::to_string));
         (opened, cookie)
     }
 
@@ -303,16 +312,32 @@ impl TestStack {
     /// requester role, and schedules.
     pub async fn snapshot(&self) -> Snapshot {
         let mut items = BTreeMap::new();
-        let scanned = self.clients.dynamodb.scan().table_name(&self.settings.table).send().await.expect("scan");
+        let scanned = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.settings.table)
+            .send()
+            .await
+            .expect("scan");
         for item in scanned.items() {
-            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let text = |name: &str| {
+                item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+            };
             let sorted: BTreeMap<&String, &AttributeValue> = item.iter().collect();
             items.insert(format!("{}|{}", text("pk"), text("sk")), format!("{sorted:?}"));
         }
         let mut policies = BTreeMap::new();
         for role in requester_roles(&self.pim.catalog) {
             let name = role_name_of(&role).to_string();
-            let listed = self.clients.iam.list_role_policies().role_name(&name).send().await.expect("list policies");
+            let listed = self
+                .clients
+                .iam
+                .list_role_policies()
+                .role_name(&name)
+                .send()
+                .await
+                .expect("list policies");
             policies.insert(name, listed.policy_names().to_vec());
         }
         let schedules = self
@@ -332,11 +357,22 @@ impl TestStack {
 
     /// The grant policy documents on a role, by name.
     pub async fn role_policies(&self, role_name: &str) -> BTreeMap<String, Value> {
-        let listed = self.clients.iam.list_role_policies().role_name(role_name).send().await.expect("list");
+        let listed =
+            self.clients.iam.list_role_policies().role_name(role_name).send().await.expect("list");
         let mut found = BTreeMap::new();
         for name in listed.policy_names() {
-            let policy = self.clients.iam.get_role_policy().role_name(role_name).policy_name(name).send().await.unwrap();
-            let text = percent_encoding::percent_decode_str(policy.policy_document()).decode_utf8_lossy().into_owned();
+            let policy = self
+                .clients
+                .iam
+                .get_role_policy()
+                .role_name(role_name)
+                .policy_name(name)
+                .send()
+                .await
+                .unwrap();
+            let text = percent_encoding::percent_decode_str(policy.policy_document())
+                .decode_utf8_lossy()
+                .into_owned();
             found.insert(name.clone(), serde_json::from_str(&text).unwrap());
         }
         found
@@ -359,11 +395,22 @@ impl TestStack {
 
     /// Stored refusal records (those that changed nothing else).
     pub async fn refusals(&self) -> Vec<Value> {
-        let scanned = self.clients.dynamodb.scan().table_name(&self.settings.table).send().await.expect("scan");
+        let scanned = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.settings.table)
+            .send()
+            .await
+            .expect("scan");
         scanned
             .items()
             .iter()
-            .filter(|item| item.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("REFUSAL#")))
+            .filter(|item| {
+                item.get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("REFUSAL#"))
+            })
             .filter_map(|item| item.get("doc").and_then(|v| v.as_s().ok()))
             .map(|doc| serde_json::from_str(doc).unwrap())
             .collect()

@@ -23,13 +23,19 @@ pub const CSRF_COOKIE: &str = "pim_csrf";
 /// Answers one API Gateway request for an approval page.
 pub async fn handle(pim: &Pim, request: Request) -> Response<Body> {
     let Some(token) = token_of(request.uri().path()) else {
-        return page::problem(&PimError::not_found("no_such_route", "there is nothing at this path"));
+        return page::problem(&PimError::not_found(
+            "no_such_route",
+            "there is nothing at this path",
+        ));
     };
     let token = token.to_string();
     match *request.method() {
         Method::GET | Method::HEAD => show(pim, &token).await,
         Method::POST => decide(pim, &token, &request).await,
-        _ => page::problem(&PimError::invalid("method_not_allowed", "only GET and POST are supported")),
+        _ => page::problem(&PimError::invalid(
+            "method_not_allowed",
+            "only GET and POST are supported",
+        )),
     }
 }
 
@@ -39,8 +45,12 @@ async fn show(pim: &Pim, token: &str) -> Response<Body> {
             let csrf = new_csrf_token();
             let mut response = page::confirmation(&view, &csrf);
             let secure = if pim.public_url.starts_with("https://") { "; Secure" } else { "" };
-            let cookie = format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
-            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie header"));
+            let cookie = format!(
+                "{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+            );
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie header"));
             response
         }
         Err(err) => {
@@ -67,29 +77,39 @@ fn check_form(pim: &Pim, request: &Request) -> Result<Verdict> {
     let media_type = header_text(headers, header::CONTENT_TYPE.as_str())
         .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
     if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(PimError::UnsupportedMediaType { expected: "application/x-www-form-urlencoded" });
+        return Err(PimError::UnsupportedMediaType {
+            expected: "application/x-www-form-urlencoded",
+        });
     }
-    let cross_site = || PimError::refused("cross_site_request", "the decision must come from the approval page itself");
-    if let Some(origin) = header_text(headers, "origin") {
-        if origin != origin_of(&pim.public_url) {
-            return Err(cross_site());
-        }
-    }
-    if let Some(site) = header_text(headers, "sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(cross_site());
-        }
+    let cross_site = || {
+        PimError::refused(
+            "cross_site_request",
+            "the decision must come from the approval page itself",
+        )
+    };
+    let foreign_origin =
+        header_text(headers, "origin").is_some_and(|origin| origin != origin_of(&pim.public_url));
+    let cross_site_fetch = header_text(headers, "sec-fetch-site")
+        .is_some_and(|site| !matches!(site, "same-origin" | "none"));
+    if foreign_origin || cross_site_fetch {
+        return Err(cross_site());
     }
 
     let form = parse_form(body_bytes(request)?)?;
-    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let field =
+        |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
     let cookie = cookie_value(headers, CSRF_COOKIE);
     let csrf_ok = match (field("csrf"), cookie) {
-        (Some(sent), Some(expected)) => !expected.is_empty() && constant_time_eq(sent.as_bytes(), expected.as_bytes()),
+        (Some(sent), Some(expected)) => {
+            !expected.is_empty() && constant_time_eq(sent.as_bytes(), expected.as_bytes())
+        }
         _ => false,
     };
     if !csrf_ok {
-        return Err(PimError::refused("csrf_mismatch", "the form's CSRF token is missing or does not match; reload the page"));
+        return Err(PimError::refused(
+            "csrf_mismatch",
+            "the form's CSRF token is missing or does not match; reload the page",
+        ));
     }
     match field("decision") {
         Some("approve") => Ok(Verdict::Approve),
@@ -178,7 +198,10 @@ mod tests {
     #[test]
     fn forms_accept_only_the_known_fields_once() {
         let form = parse_form(b"csrf=a%2Bb&decision=approve").unwrap();
-        assert_eq!(form, [("csrf".to_string(), "a+b".to_string()), ("decision".into(), "approve".into())]);
+        assert_eq!(
+            form,
+            [("csrf".to_string(), "a+b".to_string()), ("decision".into(), "approve".into())]
+        );
         assert!(parse_form(b"csrf=a&csrf=b").is_err());
         assert!(parse_form(b"csrf=a&extra=1").is_err());
         assert!(parse_form(&[0xff, 0xfe]).is_err());

@@ -91,11 +91,21 @@ fn facts_table(request: &AccessRequest) -> String {
         ("State", request.state.as_str().to_string()),
     ];
     for decision in &request.decisions {
-        rows.push(("Decided", format!("{} ({:?}) at {} UTC", decision.approver, decision.verdict, iam_time(decision.at))));
+        rows.push((
+            "Decided",
+            format!(
+                "{} ({:?}) at {} UTC",
+                decision.approver,
+                decision.verdict,
+                iam_time(decision.at)
+            ),
+        ));
     }
     let cells: String = rows
         .iter()
-        .map(|(name, value)| format!("<tr><th>{}</th><td>{}</td></tr>", escape_html(name), escape_html(value)))
+        .map(|(name, value)| {
+            format!("<tr><th>{}</th><td>{}</td></tr>", escape_html(name), escape_html(value))
+        })
         .collect();
     format!("<table>{cells}</table>")
 }

@@ -44,7 +44,9 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             let cancelled = pim.cancel_request(&caller_of(request)?, id).await?;
             Ok(json_response(200, &cancelled))
         }
-        (_, ["requests", ..]) => Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here"))),
+        (_, ["requests", ..]) => {
+            Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
+        }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
     }
 }

@@ -19,6 +19,8 @@ pub async fn handle(pim: &Pim, event: ExpiryEvent) -> Result<Value, pim::PimErro
         ExpiryOutcome::AlreadyEnded(state) => {
             json!({ "grant_id": event.grant_id, "outcome": "already_ended", "state": state.as_str() })
         }
-        ExpiryOutcome::UnknownGrant => json!({ "grant_id": event.grant_id, "outcome": "unknown_grant" }),
+        ExpiryOutcome::UnknownGrant => {
+            json!({ "grant_id": event.grant_id, "outcome": "unknown_grant" })
+        }
     })
 }

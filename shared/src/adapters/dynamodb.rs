@@ -57,7 +57,10 @@ impl DynamoRequestStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), SdkError<TransactWriteItemsError>> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError>> {
         self.client.transact_write_items().set_transact_items(Some(items)).send().await?;
         Ok(())
     }
@@ -79,7 +82,10 @@ fn request_key(id: &str) -> String {
 fn is_closed(state: RequestState) -> bool {
     matches!(
         state,
-        RequestState::Denied | RequestState::Cancelled | RequestState::Expired | RequestState::Failed
+        RequestState::Denied
+            | RequestState::Cancelled
+            | RequestState::Expired
+            | RequestState::Failed
     )
 }
 
@@ -131,23 +137,28 @@ fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T> {
 
 /// Maps a cancelled transaction to the conflict it stands for.
 fn conflict_of(err: SdkError<TransactWriteItemsError>, link_index: Option<usize>) -> PimError {
-    if let SdkError::ServiceError(service) = &err {
-        if let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() {
-            let failed = |index: usize| {
-                cancelled
-                    .cancellation_reasons()
-                    .get(index)
-                    .and_then(|reason| reason.code())
-                    .is_some_and(|code| code == "ConditionalCheckFailed")
-            };
-            if link_index.is_some_and(failed) {
-                return PimError::conflict("link_already_used", "this approval link was already used");
-            }
-            return PimError::conflict(
-                "stale_request",
-                "the request changed while this action was in progress; nothing was written",
-            );
+    let cancelled = match &err {
+        SdkError::ServiceError(service) => match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(cancelled),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(cancelled) = cancelled {
+        let failed = |index: usize| {
+            cancelled
+                .cancellation_reasons()
+                .get(index)
+                .and_then(|reason| reason.code())
+                .is_some_and(|code| code == "ConditionalCheckFailed")
+        };
+        if link_index.is_some_and(failed) {
+            return PimError::conflict("link_already_used", "this approval link was already used");
         }
+        return PimError::conflict(
+            "stale_request",
+            "the request changed while this action was in progress; nothing was written",
+        );
     }
     aws_error("dynamodb:TransactWriteItems", err)
 }

@@ -21,7 +21,12 @@ impl IamInlinePolicyBinder {
 
 #[async_trait]
 impl PolicyBinder for IamInlinePolicyBinder {
-    async fn put_grant_policy(&self, role_name: &str, policy_name: &str, document: &str) -> Result<()> {
+    async fn put_grant_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<()> {
         self.client
             .put_role_policy()
             .role_name(role_name)
@@ -34,8 +39,13 @@ impl PolicyBinder for IamInlinePolicyBinder {
     }
 
     async fn delete_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<Removal> {
-        let outcome =
-            self.client.delete_role_policy().role_name(role_name).policy_name(policy_name).send().await;
+        let outcome = self
+            .client
+            .delete_role_policy()
+            .role_name(role_name)
+            .policy_name(policy_name)
+            .send()
+            .await;
         match outcome {
             Ok(_) => Ok(Removal::Deleted),
             Err(err) if error_code(&err) == Some("NoSuchEntity") => Ok(Removal::AlreadyGone),

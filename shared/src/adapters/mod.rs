@@ -67,7 +67,9 @@ const TRANSIENT_CODES: &[&str] = &[
 /// Whether an SDK error can go away by itself: throttling, 5xx, timeouts, broken connections.
 pub fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(service) => {
             service.raw().status().as_u16() >= 500
                 || service.err().code().is_some_and(|code| TRANSIENT_CODES.contains(&code))

@@ -34,7 +34,12 @@ impl EventBridgeExpiryScheduler {
         target_arn: impl Into<String>,
         role_arn: impl Into<String>,
     ) -> Self {
-        Self { client, group: group.into(), target_arn: target_arn.into(), role_arn: role_arn.into() }
+        Self {
+            client,
+            group: group.into(),
+            target_arn: target_arn.into(),
+            role_arn: role_arn.into(),
+        }
     }
 }
 
@@ -52,7 +57,12 @@ pub fn parse_at_expression(expression: &str) -> Option<DateTime<Utc>> {
 
 #[async_trait]
 impl ExpiryScheduler for EventBridgeExpiryScheduler {
-    async fn schedule_expiry(&self, name: &str, at: DateTime<Utc>, event: &ExpiryEvent) -> Result<()> {
+    async fn schedule_expiry(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        event: &ExpiryEvent,
+    ) -> Result<()> {
         let input = serde_json::to_string(event).expect("event serializes");
         let retry = RetryPolicy::builder()
             .maximum_retry_attempts(RETRY_ATTEMPTS)

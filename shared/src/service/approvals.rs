@@ -43,7 +43,10 @@ impl Pim {
             return Err(refuse(invalid()));
         };
         if is_same_person(&approver, &request) {
-            return Err(refuse(PimError::refused("self_approval", "nobody may decide their own request")));
+            return Err(refuse(PimError::refused(
+                "self_approval",
+                "nobody may decide their own request",
+            )));
         }
         if !request.approvers.contains(&claims.apr) {
             return Err(refuse(invalid()));
@@ -57,7 +60,8 @@ impl Pim {
         let view = match self.read_link(token).await {
             Ok(view) => view,
             Err((refusal, claims)) if refusal.is_refusal() => {
-                let actor = claims.as_ref().map_or_else(Actor::anonymous, |c| Actor::person(&c.apr, None));
+                let actor =
+                    claims.as_ref().map_or_else(Actor::anonymous, |c| Actor::person(&c.apr, None));
                 let request_id = claims.as_ref().map(|c| c.rid.as_str());
                 let subject = RefusalSubject { request_id, role: None };
                 return Err(self.refuse_decision(actor, subject, refusal).await);
@@ -68,9 +72,13 @@ impl Pim {
         let actor = Actor::person(&approver.id, None);
         let subject = RefusalSubject { request_id: Some(&request.id), role: Some(&request.role) };
 
-        let still_approver = self.catalog.role(&request.role).is_some_and(|r| r.may_approve(&approver.id));
+        let still_approver =
+            self.catalog.role(&request.role).is_some_and(|r| r.may_approve(&approver.id));
         if !still_approver {
-            let refusal = PimError::refused("not_an_approver", "the policy no longer names you as an approver of this role");
+            let refusal = PimError::refused(
+                "not_an_approver",
+                "the policy no longer names you as an approver of this role",
+            );
             return Err(self.refuse_decision(actor, subject, refusal).await);
         }
 
@@ -107,7 +115,12 @@ impl Pim {
         }
     }
 
-    async fn refuse_decision(&self, actor: Actor, subject: RefusalSubject<'_>, refusal: PimError) -> PimError {
+    async fn refuse_decision(
+        &self,
+        actor: Actor,
+        subject: RefusalSubject<'_>,
+        refusal: PimError,
+    ) -> PimError {
         self.refuse(AuditAction::DecisionRefused, actor, Source::Link, subject, refusal).await
     }
 }

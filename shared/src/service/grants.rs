@@ -45,21 +45,35 @@ impl Pim {
         })?;
         let role_name = role_name_of(&approved.target_role_arn).to_string();
         let Some(role) = self.catalog.role(&approved.role) else {
-            return self.fail_grant(approved, "the role left the catalog before access was granted", None).await;
+            return self
+                .fail_grant(approved, "the role left the catalog before access was granted", None)
+                .await;
         };
         let document = match render_grant_policy(role, grant.window()) {
             Ok(document) => document,
-            Err(err) => return self.fail_grant(approved, "the grant policy could not be rendered", Some(err)).await,
+            Err(err) => {
+                return self
+                    .fail_grant(approved, "the grant policy could not be rendered", Some(err))
+                    .await;
+            }
         };
 
         let event = ExpiryEvent::for_grant(&approved.id, &grant);
-        if let Err(err) = self.scheduler.schedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await {
-            return self.fail_grant(approved, "the expiry schedule could not be created", Some(err)).await;
+        if let Err(err) =
+            self.scheduler.schedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await
+        {
+            return self
+                .fail_grant(approved, "the expiry schedule could not be created", Some(err))
+                .await;
         }
-        if let Err(err) = self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await {
+        if let Err(err) =
+            self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await
+        {
             // The write may have landed even though its reply was lost: clean up either way.
             self.request_cleanup(&approved.id, &grant).await;
-            return self.fail_grant(approved, "the grant policy could not be written", Some(err)).await;
+            return self
+                .fail_grant(approved, "the grant policy could not be written", Some(err))
+                .await;
         }
 
         let now = self.clock.now();
@@ -96,14 +110,18 @@ impl Pim {
     /// Delivering the same event again changes nothing more.
     pub async fn expire_grant(&self, event: &ExpiryEvent) -> Result<ExpiryOutcome> {
         if event.kind != "grant_expiry" {
-            return Err(PimError::invalid("unknown_event", format!("unknown event kind '{}'", event.kind)));
+            return Err(PimError::invalid(
+                "unknown_event",
+                format!("unknown event kind '{}'", event.kind),
+            ));
         }
         for _ in 0..EXPIRY_ATTEMPTS {
             let Some(request) = self.store.load_request(&event.request_id).await? else {
                 tracing::warn!(request_id = %event.request_id, "expiry for an unknown request");
                 return Ok(ExpiryOutcome::UnknownGrant);
             };
-            let Some(grant) = request.grant.clone().filter(|grant| grant.id == event.grant_id) else {
+            let Some(grant) = request.grant.clone().filter(|grant| grant.id == event.grant_id)
+            else {
                 tracing::warn!(request_id = %event.request_id, grant_id = %event.grant_id, "expiry for an unknown grant");
                 return Ok(ExpiryOutcome::UnknownGrant);
             };

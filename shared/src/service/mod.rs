@@ -66,8 +66,14 @@ impl Pim {
     /// of a decision through a link, and hands it back.
     pub async fn refuse_link_use(&self, refusal: PimError) -> PimError {
         let subject = RefusalSubject::default();
-        self.refuse(AuditAction::DecisionRefused, Actor::anonymous(), Source::Link, subject, refusal)
-            .await
+        self.refuse(
+            AuditAction::DecisionRefused,
+            Actor::anonymous(),
+            Source::Link,
+            subject,
+            refusal,
+        )
+        .await
     }
 
     /// Wires the AWS adapters described by `settings`.

@@ -11,7 +11,12 @@ use crate::render::iam_time;
 
 impl Pim {
     /// The mail asking `approver` to decide `request`, with their link.
-    pub(crate) fn approval_mail(&self, request: &AccessRequest, approver: &Person, link: &str) -> Mail {
+    pub(crate) fn approval_mail(
+        &self,
+        request: &AccessRequest,
+        approver: &Person,
+        link: &str,
+    ) -> Mail {
         let role = self.catalog.role(&request.role).map(|r| r.description.as_str()).unwrap_or("");
         let facts = [
             ("Requester", request.requester.clone()),
@@ -22,11 +27,21 @@ impl Pim {
             ("Decide before", iam_time(request.pending_until)),
             ("Request", request.id.clone()),
         ];
-        let intro = format!("{} asks for {} for {}.", request.requester, request.role, format_iso(request.duration_secs));
+        let intro = format!(
+            "{} asks for {} for {}.",
+            request.requester,
+            request.role,
+            format_iso(request.duration_secs)
+        );
         let note = "Opening the link shows the request; nothing is decided until you press Approve or Deny on that page. The link is yours alone and works once.";
         Mail {
             to: approver.email.clone(),
-            subject: format!("[pim] {} requests {} for {}", request.requester, request.role, format_iso(request.duration_secs)),
+            subject: format!(
+                "[pim] {} requests {} for {}",
+                request.requester,
+                request.role,
+                format_iso(request.duration_secs)
+            ),
             text: text_body(&intro, &facts, Some(link), note),
             html: html_body(&intro, &facts, Some(link), note),
         }
@@ -46,7 +61,10 @@ fn outcome_mail(request: &AccessRequest, requester: &Person) -> Option<Mail> {
     let (headline, extra) = match (request.state, &request.grant) {
         (RequestState::Active, Some(grant)) => (
             "approved: access is active",
-            vec![("Active from", iam_time(grant.starts_at)), ("Active until", iam_time(grant.ends_at))],
+            vec![
+                ("Active from", iam_time(grant.starts_at)),
+                ("Active until", iam_time(grant.ends_at)),
+            ],
         ),
         (RequestState::Denied, _) => ("denied", vec![]),
         (RequestState::Failed, _) => (
@@ -85,7 +103,13 @@ fn text_body(intro: &str, facts: &[(&str, String)], link: Option<&str>, note: &s
 fn html_body(intro: &str, facts: &[(&str, String)], link: Option<&str>, note: &str) -> String {
     let rows: String = facts
         .iter()
-        .map(|(name, value)| format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>", escape_html(name), escape_html(value)))
+        .map(|(name, value)| {
+            format!(
+                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+                escape_html(name),
+                escape_html(value)
+            )
+        })
         .collect();
     let link = link
         .map(|link| format!("<p><a href=\"{0}\">Review and decide</a></p>", escape_html(link)))

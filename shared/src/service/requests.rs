@@ -51,7 +51,8 @@ impl Pim {
         let justification = checked_justification(&input.justification)?;
 
         // The grant must fit IAM's size limit before anyone is asked to approve it.
-        let sample = GrantWindow { starts_at: now, ends_at: now + Duration::seconds(duration_secs as i64) };
+        let sample =
+            GrantWindow { starts_at: now, ends_at: now + Duration::seconds(duration_secs as i64) };
         render_grant_policy(role, sample)?;
 
         let approvers: Vec<&Person> = role
@@ -155,32 +156,55 @@ impl Pim {
     }
 
     /// The person and catalog role for a request, or a recorded refusal.
-    async fn eligible(&self, caller: &Principal, role_name: &str) -> Result<(&Person, &CatalogRole)> {
+    async fn eligible(
+        &self,
+        caller: &Principal,
+        role_name: &str,
+    ) -> Result<(&Person, &CatalogRole)> {
         let shown_role: String = role_name.chars().take(64).collect();
         let subject = RefusalSubject { request_id: None, role: Some(&shown_role) };
         let Some(person) = self.catalog.person_for(caller) else {
-            let refusal = PimError::refused("unknown_requester", "the caller is not a person of the policy document");
-            return Err(self.refuse_request(Actor::principal(caller.as_str()), subject, refusal).await);
+            let refusal = PimError::refused(
+                "unknown_requester",
+                "the caller is not a person of the policy document",
+            );
+            return Err(self
+                .refuse_request(Actor::principal(caller.as_str()), subject, refusal)
+                .await);
         };
         let actor = Actor::person(&person.id, Some(caller.as_str()));
         let Some(role) = self.catalog.role(role_name) else {
-            let refusal = PimError::refused("role_not_in_catalog", format!("'{shown_role}' is not a role of the catalog"));
+            let refusal = PimError::refused(
+                "role_not_in_catalog",
+                format!("'{shown_role}' is not a role of the catalog"),
+            );
             return Err(self.refuse_request(actor, subject, refusal).await);
         };
         if !role.may_request(&person.id) {
-            let refusal = PimError::refused("not_eligible", format!("{} may not request {}", person.id, role.name));
+            let refusal = PimError::refused(
+                "not_eligible",
+                format!("{} may not request {}", person.id, role.name),
+            );
             return Err(self.refuse_request(actor, subject, refusal).await);
         }
         Ok((person, role))
     }
 
-    async fn refuse_request(&self, actor: Actor, subject: RefusalSubject<'_>, refusal: PimError) -> PimError {
+    async fn refuse_request(
+        &self,
+        actor: Actor,
+        subject: RefusalSubject<'_>,
+        refusal: PimError,
+    ) -> PimError {
         self.refuse(AuditAction::RequestRefused, actor, Source::Api, subject, refusal).await
     }
 
     fn known_person(&self, caller: &Principal) -> Result<&Person> {
         self.catalog.person_for(caller).ok_or_else(|| {
-            PimError::refused("unknown_requester", "the caller is not a person of the policy document")
+            PimError::refused(
+                "unknown_requester",
+                "the caller is not a person of the policy document",
+            )
         })
     }
 
@@ -206,7 +230,12 @@ fn checked_duration(role: &CatalogRole, input: Option<&DurationInput>) -> Result
     if secs > role.max_secs {
         return Err(PimError::invalid(
             "duration_over_maximum",
-            format!("{} allows at most {}; {} was asked", role.name, format_iso(role.max_secs), format_iso(secs)),
+            format!(
+                "{} allows at most {}; {} was asked",
+                role.name,
+                format_iso(role.max_secs),
+                format_iso(secs)
+            ),
         ));
     }
     Ok(secs)

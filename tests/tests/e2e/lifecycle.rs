@@ -57,7 +57,10 @@ async fn request_approve_grant_and_expire_end_to_end() {
     assert!(!statements.is_empty());
     for statement in &statements {
         assert_eq!(statement["Effect"], "Allow");
-        assert_eq!(statement["Condition"]["DateGreaterThan"]["aws:CurrentTime"], grant["starts_at"]);
+        assert_eq!(
+            statement["Condition"]["DateGreaterThan"]["aws:CurrentTime"],
+            grant["starts_at"]
+        );
         assert_eq!(statement["Condition"]["DateLessThan"]["aws:CurrentTime"], grant["ends_at"]);
     }
     assert!(grant["ends_at"].as_str().unwrap().ends_with('Z'));
@@ -88,7 +91,14 @@ async fn request_approve_grant_and_expire_end_to_end() {
     // Expiry: the revocation entry point with the schedule's own payload.
     stack.clock.set(ends_at);
     let payload = stack.schedule_payload(&schedule_name).await;
-    assert_eq!(payload, ExpiryEvent { kind: "grant_expiry".into(), request_id: id.clone(), grant_id: grant["id"].as_str().unwrap().into() });
+    assert_eq!(
+        payload,
+        ExpiryEvent {
+            kind: "grant_expiry".into(),
+            request_id: id.clone(),
+            grant_id: grant["id"].as_str().unwrap().into()
+        }
+    );
     let outcome = pim_revocation::handle(&stack.pim, payload.clone()).await.unwrap();
     assert_eq!(outcome["outcome"], "expired");
     assert!(stack.role_policies("alice-workload").await.is_empty());
@@ -105,7 +115,13 @@ async fn request_approve_grant_and_expire_end_to_end() {
     let history = shown["history"].as_array().unwrap();
     let story: Vec<(&str, &str, &str)> = history
         .iter()
-        .map(|r| (r["action"].as_str().unwrap(), r["outcome"].as_str().unwrap(), r["actor"]["id"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+                r["actor"]["id"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         story,
@@ -149,7 +165,11 @@ async fn a_denied_request_writes_nothing_to_iam_and_tells_the_requester() {
     let before = stack.snapshot().await;
     let (_, cookie) = stack.open(&stack.link_for("bob@example.com", &id).await).await;
     let forced = stack
-        .post_form(&stack.link_for("bob@example.com", &id).await, &cookie.unwrap(), &format!("csrf={}&decision=approve", "x"))
+        .post_form(
+            &stack.link_for("bob@example.com", &id).await,
+            &cookie.unwrap(),
+            &format!("csrf={}&decision=approve", "x"),
+        )
         .await;
     assert_eq!(forced.status, 403, "{}", forced.text);
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
@@ -179,12 +199,23 @@ async fn a_pending_request_can_be_cancelled_by_its_requester_only() {
     let link = stack.link_for("bob@example.com", &id).await;
     let before = stack.snapshot().await;
     let (page, cookie) = stack.open(&link).await;
-    let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).map(|r| r.split('"').next().unwrap().to_string());
+    let csrf = page
+        .text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .map(|r| r.split('"').next().unwrap().to_string());
     assert!(csrf.is_none(), "no form on a cancelled request");
-    let forced = stack.post_form(&link, &cookie.clone().unwrap(), "csrf=abc&decision=approve").await;
+    let forced =
+        stack.post_form(&link, &cookie.clone().unwrap(), "csrf=abc&decision=approve").await;
     assert_eq!(forced.status, 403);
     let cookie_value = cookie.unwrap().split_once('=').unwrap().1.to_string();
-    let with_csrf = stack.post_form(&link, &format!("pim_csrf={cookie_value}"), &format!("csrf={cookie_value}&decision=approve")).await;
+    let with_csrf = stack
+        .post_form(
+            &link,
+            &format!("pim_csrf={cookie_value}"),
+            &format!("csrf={cookie_value}&decision=approve"),
+        )
+        .await;
     assert_eq!((with_csrf.status, with_csrf.code().as_str()), (409, "invalid_state"));
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
     assert!(stack.role_policies("alice-workload").await.is_empty());
@@ -195,19 +226,27 @@ async fn requesters_see_their_own_requests_and_oidc_callers_are_people_too() {
     let stack = TestStack::start().await;
     let first = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
     let by_oidc = stack
-        .create_as_oidc("Alice@Example.com", json!({ "role": "prod-db-admin", "justification": "CHG-7: schema migration" }))
+        .create_as_oidc(
+            "Alice@Example.com",
+            json!({ "role": "prod-db-admin", "justification": "CHG-7: schema migration" }),
+        )
         .await;
     assert_eq!(by_oidc.status, 201, "{}", by_oidc.text);
     let second = by_oidc.json();
     assert_eq!(second["requester"], "alice");
     assert_eq!(second["duration_secs"], 1800, "the role's default duration applies");
 
-    let listed = stack.call(reqwest::Method::GET, "/requests", Some(people::ALICE), None, vec![]).await.json();
-    let ids: Vec<&str> = listed["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let listed = stack
+        .call(reqwest::Method::GET, "/requests", Some(people::ALICE), None, vec![])
+        .await
+        .json();
+    let ids: Vec<&str> =
+        listed["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&first.as_str()) && ids.contains(&second["id"].as_str().unwrap()));
 
-    let bobs = stack.call(reqwest::Method::GET, "/requests", Some(people::BOB), None, vec![]).await.json();
+    let bobs =
+        stack.call(reqwest::Method::GET, "/requests", Some(people::BOB), None, vec![]).await.json();
     assert_eq!(bobs["requests"], json!([]));
 
     // An approver may look at a request they were asked about; others may not.
@@ -221,16 +260,33 @@ async fn a_schedule_that_cannot_be_created_leaves_no_access_and_says_why() {
     let id = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
     let link = stack.link_for("bob@example.com", &id).await;
     // Remove the schedule group: creating the expiry schedule now fails.
-    stack.clients.scheduler.delete_schedule_group().name(&stack.settings.schedule_group).send().await.unwrap();
+    stack
+        .clients
+        .scheduler
+        .delete_schedule_group()
+        .name(&stack.settings.schedule_group)
+        .send()
+        .await
+        .unwrap();
 
     let decided = stack.press(&link, "approve").await;
-    assert_eq!((decided.status, decided.code().as_str()), (502, "grant_failed"), "{}", decided.text);
+    assert_eq!(
+        (decided.status, decided.code().as_str()),
+        (502, "grant_failed"),
+        "{}",
+        decided.text
+    );
     assert!(decided.text.contains("expiry schedule could not be created"), "{}", decided.text);
     let shown = stack.show(people::ALICE, &id).await.json();
     assert_eq!(shown["state"], "failed");
     assert_eq!(shown["reason"], "the expiry schedule could not be created");
     assert!(stack.role_policies("alice-workload").await.is_empty());
-    let actions: Vec<&str> = shown["history"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["request.created", "request.approved", "grant.failed"]);
     assert!(stack.mail_to("alice@example.com", &id).await.subject.contains("could not be granted"));
 }

@@ -25,7 +25,11 @@ async fn scanner_gets_and_heads_change_nothing_and_the_page_is_locked_down() {
         let head = stack.http.head(&link).send().await.unwrap();
         assert_eq!(head.status(), 200);
     }
-    assert_eq!(stack.snapshot().await, before, "GET and HEAD must not write anything, not even a refusal");
+    assert_eq!(
+        stack.snapshot().await,
+        before,
+        "GET and HEAD must not write anything, not even a refusal"
+    );
 
     let (page, _) = stack.open(&link).await;
     assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
@@ -56,10 +60,18 @@ async fn a_link_works_once_even_when_replayed_concurrently() {
     let attempts = (0..12).map(|_| stack.post_form(&link, &cookie, &form));
     let answers = futures::future::join_all(attempts).await;
     let winners = answers.iter().filter(|a| a.status == 200).count();
-    assert_eq!(winners, 1, "{:?}", answers.iter().map(|a| (a.status, a.code())).collect::<Vec<_>>());
+    assert_eq!(
+        winners,
+        1,
+        "{:?}",
+        answers.iter().map(|a| (a.status, a.code())).collect::<Vec<_>>()
+    );
     for loser in answers.iter().filter(|a| a.status != 200) {
         assert_eq!(loser.status, 409, "{}", loser.text);
-        assert!(["link_already_used", "invalid_state", "stale_request"].contains(&loser.code().as_str()));
+        assert!(
+            ["link_already_used", "invalid_state", "stale_request"]
+                .contains(&loser.code().as_str())
+        );
     }
     assert_eq!(stack.role_policies("alice-workload").await.len(), 1);
     assert_eq!(stack.snapshot().await.schedules.len(), 1);
@@ -80,10 +92,17 @@ async fn tampered_forged_and_truncated_links_are_refused_with_403() {
     let (base, token) = split(&link);
     let (payload, mac) = token.split_once('.').unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    let reencode = |changed: Value| format!("{}.{mac}", URL_SAFE_NO_PAD.encode(changed.to_string()));
+    let reencode =
+        |changed: Value| format!("{}.{mac}", URL_SAFE_NO_PAD.encode(changed.to_string()));
 
     let mut forged = Vec::new();
-    for (field, value) in [("rid", json!(other)), ("apr", json!("carol")), ("lid", json!("link-x")), ("exp", json!(4_000_000_000i64)), ("kid", json!("alias/other"))] {
+    for (field, value) in [
+        ("rid", json!(other)),
+        ("apr", json!("carol")),
+        ("lid", json!("link-x")),
+        ("exp", json!(4_000_000_000i64)),
+        ("kid", json!("alias/other")),
+    ] {
         let mut changed = claims.clone();
         changed[field] = value;
         forged.push(reencode(changed));
@@ -105,11 +124,19 @@ async fn tampered_forged_and_truncated_links_are_refused_with_403() {
         assert_eq!((page.status, page.code().as_str()), (403, "invalid_link"), "GET {candidate}");
         assert!(cookie.is_none());
         let posted = stack.post_form(&target, "pim_csrf=abc", "csrf=abc&decision=approve").await;
-        assert_eq!((posted.status, posted.code().as_str()), (403, "invalid_link"), "POST {candidate}");
+        assert_eq!(
+            (posted.status, posted.code().as_str()),
+            (403, "invalid_link"),
+            "POST {candidate}"
+        );
     }
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
     let refusals = stack.refusals().await;
-    assert_eq!(refusals.len() - refusals_before, forged.len(), "one refusal record per refused POST");
+    assert_eq!(
+        refusals.len() - refusals_before,
+        forged.len(),
+        "one refusal record per refused POST"
+    );
     for refusal in &refusals {
         assert_eq!(refusal["action"], "decision.refused");
         let text = refusal.to_string();
@@ -126,7 +153,8 @@ async fn expired_links_are_refused_at_and_after_their_expiry() {
     let cookie = cookie_value(&stack, &link).await;
     let csrf = cookie.split_once('=').unwrap().1.to_string();
 
-    let pending_until: chrono::DateTime<chrono::Utc> = created["pending_until"].as_str().unwrap().parse().unwrap();
+    let pending_until: chrono::DateTime<chrono::Utc> =
+        created["pending_until"].as_str().unwrap().parse().unwrap();
     stack.clock.set(pending_until);
     let before = stack.snapshot().await;
     let (page, _) = stack.open(&link).await;
@@ -151,24 +179,52 @@ async fn decisions_without_the_csrf_token_or_from_another_site_are_refused() {
     let before = stack.snapshot().await;
 
     // No token, a wrong token, no cookie.
-    for (cookie, form) in [(cookie.as_str(), "decision=approve".to_string()), (cookie.as_str(), "csrf=wrong&decision=approve".into()), ("", good_form.clone())] {
+    for (cookie, form) in [
+        (cookie.as_str(), "decision=approve".to_string()),
+        (cookie.as_str(), "csrf=wrong&decision=approve".into()),
+        ("", good_form.clone()),
+    ] {
         let answer = stack.post_form(&link, cookie, &form).await;
         assert_eq!((answer.status, answer.code().as_str()), (403, "csrf_mismatch"), "{form}");
     }
     // Another origin, or a cross-site fetch.
-    let cross = stack.http.post(&link).header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &cookie).header("origin", "https://evil.example").body(good_form.clone()).send().await.unwrap();
+    let cross = stack
+        .http
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .body(good_form.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cross.status(), 403);
-    let cross = stack.http.post(&link).header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &cookie).header("sec-fetch-site", "cross-site").body(good_form.clone()).send().await.unwrap();
+    let cross = stack
+        .http
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .body(good_form.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cross.status(), 403);
     // Not a form.
-    let json = stack.http.post(&link).header("content-type", "application/json").header("cookie", &cookie)
-        .body(r#"{"decision":"approve"}"#).send().await.unwrap();
+    let json = stack
+        .http
+        .post(&link)
+        .header("content-type", "application/json")
+        .header("cookie", &cookie)
+        .body(r#"{"decision":"approve"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(json.status(), 415);
 
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
-    let codes: Vec<String> = stack.refusals().await.iter().map(|r| r["code"].as_str().unwrap().to_string()).collect();
+    let codes: Vec<String> =
+        stack.refusals().await.iter().map(|r| r["code"].as_str().unwrap().to_string()).collect();
     assert_eq!(codes.iter().filter(|c| *c == "csrf_mismatch").count(), 3);
     assert_eq!(codes.iter().filter(|c| *c == "cross_site_request").count(), 2);
 
@@ -190,7 +246,10 @@ async fn nobody_approves_their_own_request_whatever_the_spelling() {
     assert_eq!(created["requester"], "bob");
     assert_eq!(created["approvers"], json!(["carol"]));
     let id = created["id"].as_str().unwrap().to_string();
-    assert!(stack.all_mail_to("bob@example.com", &id).await.is_empty(), "bob is not asked about his own request");
+    assert!(
+        stack.all_mail_to("bob@example.com", &id).await.is_empty(),
+        "bob is not asked about his own request"
+    );
 
     // Even a genuinely signed link for bob cannot approve it.
     let claims = LinkClaims {
@@ -199,7 +258,12 @@ async fn nobody_approves_their_own_request_whatever_the_spelling() {
         rid: id.clone(),
         apr: "bob".into(),
         lid: "link-self".into(),
-        exp: created["pending_until"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap().timestamp(),
+        exp: created["pending_until"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp(),
     };
     let token = token::issue(stack.pim.signer.as_ref(), &claims).await.unwrap();
     let link = format!("{}/approvals/{token}", stack.base_url);
@@ -210,7 +274,12 @@ async fn nobody_approves_their_own_request_whatever_the_spelling() {
     let posted = stack.post_form(&link, "pim_csrf=a", "csrf=a&decision=approve").await;
     assert_eq!((posted.status, posted.code().as_str()), (403, "self_approval"));
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
-    let refusal = stack.refusals().await.into_iter().find(|r| r["code"] == "self_approval").expect("recorded");
+    let refusal = stack
+        .refusals()
+        .await
+        .into_iter()
+        .find(|r| r["code"] == "self_approval")
+        .expect("recorded");
     assert_eq!(refusal["request_id"], id.as_str());
     assert_eq!(refusal["actor"]["id"], "bob");
 }

@@ -11,21 +11,33 @@ async fn the_emulator_lets_exactly_one_conditional_write_win() {
     let table = stack.settings.table.clone();
     for round in 0..3 {
         let key = format!("RACE#{round}");
-        stack.clients.dynamodb.put_item().table_name(&table)
-            .item("pk", s(&key)).item("sk", s("x")).item("version", AttributeValue::N("1".into()))
-            .send().await.unwrap();
+        stack
+            .clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", s(&key))
+            .item("sk", s("x"))
+            .item("version", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .unwrap();
         let attempts = (0..50).map(|writer| {
             let client = stack.clients.dynamodb.clone();
             let (table, key) = (table.clone(), key.clone());
             async move {
-                client.update_item().table_name(table)
-                    .key("pk", s(&key)).key("sk", s("x"))
+                client
+                    .update_item()
+                    .table_name(table)
+                    .key("pk", s(&key))
+                    .key("sk", s("x"))
                     .update_expression("SET version = :next, writer = :writer")
                     .condition_expression("version = :expected")
                     .expression_attribute_values(":expected", AttributeValue::N("1".into()))
                     .expression_attribute_values(":next", AttributeValue::N("2".into()))
                     .expression_attribute_values(":writer", AttributeValue::N(writer.to_string()))
-                    .send().await
+                    .send()
+                    .await
             }
         });
         let results = futures::future::join_all(attempts).await;
@@ -37,7 +49,15 @@ async fn the_emulator_lets_exactly_one_conditional_write_win() {
 async fn page_form(stack: &TestStack, link: &str, decision: &str) -> (String, String) {
     let (page, cookie) = stack.open(link).await;
     let cookie = cookie.expect("page sets the CSRF cookie");
-    let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = page
+        .text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     (cookie, format!("csrf={csrf}&decision={decision}"))
 }
 
@@ -62,7 +82,12 @@ async fn many_concurrent_approvals_make_exactly_one_grant() {
 
         let shown = stack.show(people::ALICE, &id).await.json();
         assert_eq!(shown["state"], "active");
-        let approvals = shown["history"].as_array().unwrap().iter().filter(|r| r["action"] == "request.approved").count();
+        let approvals = shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "request.approved")
+            .count();
         assert_eq!(approvals, 1);
         let grant_policy = format!("pim-{}", shown["grant"]["id"].as_str().unwrap());
         assert!(stack.role_policies("alice-workload").await.contains_key(&grant_policy));
@@ -85,18 +110,28 @@ async fn approve_racing_deny_ends_in_exactly_one_decision() {
             stack.post_form(&bob, &bob_cookie, &approve),
             stack.post_form(&carol, &carol_cookie, &deny)
         );
-        assert_eq!([approved.status, denied.status].iter().filter(|s| **s == 200).count(), 1,
-            "{} / {}", approved.text, denied.text);
+        assert_eq!(
+            [approved.status, denied.status].iter().filter(|s| **s == 200).count(),
+            1,
+            "{} / {}",
+            approved.text,
+            denied.text
+        );
 
         let shown = stack.show(people::ALICE, &id).await.json();
-        let decisions = shown["history"].as_array().unwrap().iter()
-            .filter(|r| r["action"] == "request.approved" || r["action"] == "request.denied").count();
+        let decisions = shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "request.approved" || r["action"] == "request.denied")
+            .count();
         assert_eq!(decisions, 1);
-        let policy_present = shown["grant"]["id"].as_str()
-            .map(|grant| format!("pim-{grant}"));
+        let policy_present = shown["grant"]["id"].as_str().map(|grant| format!("pim-{grant}"));
         match shown["state"].as_str().unwrap() {
             "denied" => assert!(policy_present.is_none()),
-            "active" => assert!(stack.role_policies("alice-workload").await.contains_key(&policy_present.unwrap())),
+            "active" => assert!(
+                stack.role_policies("alice-workload").await.contains_key(&policy_present.unwrap())
+            ),
             other => panic!("unexpected state {other}"),
         }
     }

@@ -30,7 +30,11 @@ async fn policy_refusals_are_403_with_a_record_and_nothing_else() {
         assert_problem(&answer, 403, code);
     }
     let after = stack.snapshot().await;
-    assert_eq!(after.without_refusals(), before.without_refusals(), "no request, policy or schedule");
+    assert_eq!(
+        after.without_refusals(),
+        before.without_refusals(),
+        "no request, policy or schedule"
+    );
     assert!(stack.all_mail_to("bob@example.com", &marker).await.is_empty());
     assert!(stack.all_mail_to("carol@example.com", &marker).await.is_empty());
 
@@ -68,7 +72,9 @@ async fn malformed_or_hostile_bodies_are_4xx_and_write_nothing() {
     ];
     let before = stack.snapshot().await;
     for (content_type, body, status, code) in cases {
-        let answer = stack.call(reqwest::Method::POST, "/requests", Some(people::ALICE), content_type, body).await;
+        let answer = stack
+            .call(reqwest::Method::POST, "/requests", Some(people::ALICE), content_type, body)
+            .await;
         assert_problem(&answer, status, code);
     }
     assert_eq!(stack.snapshot().await, before, "zero writes, not even a refusal record");
@@ -111,8 +117,12 @@ async fn durations_are_bounded_on_the_server() {
 async fn callers_without_an_authenticated_identity_are_refused() {
     let stack = TestStack::start().await;
     let before = stack.snapshot().await;
-    let body = serde_json::to_vec(&json!({ "role": "prod-readonly", "justification": "incident INC-1: triage" })).unwrap();
-    let answer = stack.call(reqwest::Method::POST, "/requests", None, Some("application/json"), body).await;
+    let body = serde_json::to_vec(
+        &json!({ "role": "prod-readonly", "justification": "incident INC-1: triage" }),
+    )
+    .unwrap();
+    let answer =
+        stack.call(reqwest::Method::POST, "/requests", None, Some("application/json"), body).await;
     assert_problem(&answer, 403, "unauthenticated");
     let listed = stack.call(reqwest::Method::GET, "/requests", None, None, vec![]).await;
     assert_problem(&listed, 403, "unauthenticated");
