@@ -25,7 +25,10 @@ pub enum AuditAction {
     /// The requester cancelled a pending request.
     #[serde(rename = "request.cancelled")]
     RequestCancelled,
-    /// An approver approved.
+    /// An approver approved, and the quorum is not reached yet.
+    #[serde(rename = "request.approval_recorded")]
+    ApprovalRecorded,
+    /// The request is approved: by the approver who completed the quorum, or by the policy.
     #[serde(rename = "request.approved")]
     RequestApproved,
     /// An approver denied.

@@ -124,6 +124,18 @@ pub struct AccessRequest {
     pub pending_until: DateTime<Utc>,
     /// The person ids asked to approve.
     pub approvers: Vec<String>,
+    /// The approval rule that governs the request.
+    #[serde(default)]
+    pub approval_rule: String,
+    /// Distinct approvals needed.
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// The ticket the requester gave, when the role asks for one.
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Emergency self-activation: granted without approval, reviewed afterwards.
+    #[serde(default)]
+    pub break_glass: bool,
     /// Where the request stands.
     pub state: RequestState,
     /// Incremented by every transition; the store's write condition.
@@ -164,26 +176,75 @@ impl ExpiryEvent {
     }
 }
 
+fn one() -> u32 {
+    1
+}
+
 /// A fresh random id with a readable prefix.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 impl AccessRequest {
-    /// Records `approver`'s approval; one approval is enough and the grant window starts now.
+    /// Records `approver`'s approval. Once the quorum of distinct approvers is reached the
+    /// request is approved and the grant window starts now; before that it stays pending.
+    /// One person counts once.
     pub fn approve(&self, approver: &str, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_decidable(at)?;
-        let secs = i64::try_from(self.duration_secs).map_err(|_| overflow())?;
-        let ends_at = at.checked_add_signed(Duration::seconds(secs)).ok_or_else(overflow)?;
-        let mut next = self.next(RequestState::Approved, at);
+        if self.decisions.iter().any(|decision| decision.approver == approver) {
+            return Err(PimError::conflict(
+                "already_decided",
+                format!("{approver} has already decided"),
+            ));
+        }
+        let mut next = self.next(RequestState::Pending, at);
         next.decisions.push(Decision { approver: approver.into(), verdict: Verdict::Approve, at });
-        next.grant = Some(Grant { id: new_id("grant"), starts_at: at, ends_at });
+        if next.approvals() < self.quorum.max(1) as usize {
+            return Ok(next);
+        }
+        next.open_grant(at)?;
         Ok(next)
     }
 
-    /// Records `approver`'s denial, which ends the request.
+    /// Approves without approvers, because the policy says so (an auto-approving rule or
+    /// break-glass); the grant window starts now.
+    pub fn approve_by_policy(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_decidable(at)?;
+        let mut next = self.next(RequestState::Pending, at);
+        next.open_grant(at)?;
+        Ok(next)
+    }
+
+    fn open_grant(&mut self, at: DateTime<Utc>) -> Result<()> {
+        let secs = i64::try_from(self.duration_secs).map_err(|_| overflow())?;
+        let ends_at = at.checked_add_signed(Duration::seconds(secs)).ok_or_else(overflow)?;
+        self.state = RequestState::Approved;
+        self.grant = Some(Grant { id: new_id("grant"), starts_at: at, ends_at });
+        Ok(())
+    }
+
+    /// How many distinct approvers have approved.
+    pub fn approvals(&self) -> usize {
+        let mut approvers: Vec<&str> = self
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Approve)
+            .map(|d| d.approver.as_str())
+            .collect();
+        approvers.sort_unstable();
+        approvers.dedup();
+        approvers.len()
+    }
+
+    /// Records `approver`'s denial, which ends the request: deny wins over any approvals.
     pub fn deny(&self, approver: &str, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_decidable(at)?;
+        if self.decisions.iter().any(|decision| decision.approver == approver) {
+            return Err(PimError::conflict(
+                "already_decided",
+                format!("{approver} has already decided"),
+            ));
+        }
         let mut next = self.next(RequestState::Denied, at);
         next.decisions.push(Decision { approver: approver.into(), verdict: Verdict::Deny, at });
         Ok(next)
@@ -271,7 +332,11 @@ mod tests {
             justification: "incident 42".into(),
             created_at: at,
             pending_until: at + Duration::hours(24),
-            approvers: vec!["bob".into()],
+            approvers: vec!["bob".into(), "carol".into(), "erin".into()],
+            approval_rule: "approvers".into(),
+            quorum: 1,
+            ticket: None,
+            break_glass: false,
             state: RequestState::Pending,
             version: 1,
             updated_at: at,
@@ -314,6 +379,24 @@ mod tests {
         let at_deadline = request.pending_until;
         assert_eq!(request.approve("bob", at_deadline).unwrap_err().code(), "request_expired");
         assert!(request.approve("bob", at_deadline - Duration::seconds(1)).is_ok());
+    }
+
+    #[test]
+    fn a_quorum_needs_distinct_approvers_and_a_deny_wins() {
+        let at = t("2026-12-03T10:00:00Z");
+        let request = AccessRequest { quorum: 2, ..pending(at) };
+        let one = request.approve("bob", at).unwrap();
+        assert_eq!((one.state, one.version, one.approvals()), (RequestState::Pending, 2, 1));
+        assert!(one.grant.is_none());
+        assert_eq!(one.approve("bob", at).unwrap_err().code(), "already_decided");
+        assert_eq!(one.deny("bob", at).unwrap_err().code(), "already_decided");
+
+        let two = one.approve("carol", at + Duration::minutes(5)).unwrap();
+        assert_eq!(two.state, RequestState::Approved);
+        assert_eq!(two.grant.as_ref().unwrap().starts_at, at + Duration::minutes(5));
+
+        let denied = one.deny("erin", at).unwrap();
+        assert_eq!(denied.state, RequestState::Denied);
     }
 
     #[test]

@@ -71,15 +71,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn role(statements: Vec<Statement>) -> CatalogRole {
-        CatalogRole {
-            name: "r".into(),
-            description: String::new(),
-            statements,
-            default_secs: 60,
-            max_secs: 60,
-            requesters: vec![],
-            approvers: vec![],
-        }
+        let policy = "version: 1
+people: [{id: a, email: a@x.io, principals: ['arn:aws:iam::123456789012:user/a'], role_arn: 'arn:aws:iam::123456789012:role/pim/a'},
+         {id: b, email: b@x.io, principals: ['arn:aws:iam::123456789012:user/b'], role_arn: 'arn:aws:iam::123456789012:role/pim/b'}]
+roles:
+  - {name: r, description: d, statements: [{actions: ['s3:GetObject'], resources: ['*']}],
+     default_duration: PT1M, max_duration: PT1M, requesters: [a], approvers: [b]}
+";
+        let catalog = crate::catalog::Catalog::from_yaml(policy).unwrap();
+        CatalogRole { statements, ..catalog.role("r").unwrap().clone() }
     }
 
     fn window() -> GrantWindow {

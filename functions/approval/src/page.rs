@@ -55,6 +55,11 @@ pub fn outcome(request: &AccessRequest) -> Response<Body> {
             format!("Approved. Access is active until {} UTC.", iam_time(grant.ends_at))
         }
         (RequestState::Denied, _) => "Denied. The requester has been told.".to_string(),
+        (RequestState::Pending, _) => format!(
+            "Your approval is recorded. {} of {} approvals so far.",
+            request.approvals(),
+            request.quorum
+        ),
         (state, _) => format!("The request is now {}.", state.as_str()),
     };
     let body = format!("<h1>{}</h1>{}", escape_html(&headline), facts_table(request));

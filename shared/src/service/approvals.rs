@@ -5,7 +5,7 @@ use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::catalog::Person;
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
-use crate::model::{AccessRequest, Verdict};
+use crate::model::{AccessRequest, RequestState, Verdict};
 use crate::token::{self, LinkClaims};
 
 /// What an approval link shows: the request, and who the link belongs to.
@@ -72,14 +72,24 @@ impl Pim {
         let actor = Actor::person(&approver.id, None);
         let subject = RefusalSubject { request_id: Some(&request.id), role: Some(&request.role) };
 
-        let still_approver =
-            self.catalog.role(&request.role).is_some_and(|r| r.may_approve(&approver.id));
-        if !still_approver {
+        let Some(role) = self.catalog.role(&request.role) else {
+            let refusal =
+                PimError::refused("role_not_in_catalog", "the role left the policy document");
+            return Err(self.refuse_decision(actor, subject, refusal).await);
+        };
+        if !role.may_approve(&request.approval_rule, &approver.id) {
             let refusal = PimError::refused(
                 "not_an_approver",
                 "the policy no longer names you as an approver of this role",
             );
             return Err(self.refuse_decision(actor, subject, refusal).await);
+        }
+        // Eligibility is checked again: someone removed from the policy while the request
+        // waited must not be granted.
+        if verdict == Verdict::Approve {
+            if let Err(refusal) = self.still_eligible(&request) {
+                return Err(self.refuse_decision(actor, subject, refusal).await);
+            }
         }
 
         let now = self.clock.now();
@@ -91,13 +101,17 @@ impl Pim {
             Ok(next) => next,
             Err(refusal) => return Err(self.refuse_decision(actor, subject, refusal).await),
         };
-        let action = match verdict {
-            Verdict::Approve => AuditAction::RequestApproved,
-            Verdict::Deny => AuditAction::RequestDenied,
+        let action = match (verdict, next.state) {
+            (Verdict::Deny, _) => AuditAction::RequestDenied,
+            (Verdict::Approve, RequestState::Pending) => AuditAction::ApprovalRecorded,
+            (Verdict::Approve, _) => AuditAction::RequestApproved,
         };
         let record = AuditRecord::new(action, Outcome::Success, actor.clone(), Source::Link, now)
             .about(&next)
-            .with("link_id", claims.lid.clone());
+            .with("link_id", claims.lid.clone())
+            .with("approval_rule", next.approval_rule.clone())
+            .with("approvals", next.approvals())
+            .with("quorum", next.quorum);
         if let Err(err) = self.store.commit_transition(&next, &record, Some(&claims.lid)).await {
             if err.is_refusal() {
                 return Err(self.refuse_decision(actor, subject, err).await);
@@ -106,13 +120,28 @@ impl Pim {
         }
         tracing::info!(request_id = %next.id, approver = %approver.id, verdict = ?verdict, "decision recorded");
 
-        match verdict {
-            Verdict::Approve => self.activate_grant(next).await,
-            Verdict::Deny => {
+        match next.state {
+            RequestState::Approved => self.activate_grant(next).await,
+            RequestState::Denied => {
                 self.tell_requester(&next).await;
                 Ok(next)
             }
+            _ => Ok(next),
         }
+    }
+
+    fn still_eligible(&self, request: &AccessRequest) -> Result<()> {
+        let not_eligible = || {
+            PimError::refused(
+                "requester_not_eligible",
+                "the requester is no longer eligible for this role",
+            )
+        };
+        let person = self.catalog.person(&request.requester).ok_or_else(not_eligible)?;
+        let principal =
+            Principal::from_policy(&request.requester_principal).map_err(|_| not_eligible())?;
+        let role = self.catalog.role(&request.role).ok_or_else(not_eligible)?;
+        role.eligibility(person, &principal, self.clock.now()).map_err(|_| not_eligible())
     }
 
     async fn refuse_decision(

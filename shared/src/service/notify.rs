@@ -18,7 +18,7 @@ impl Pim {
         link: &str,
     ) -> Mail {
         let role = self.catalog.role(&request.role).map(|r| r.description.as_str()).unwrap_or("");
-        let facts = [
+        let mut facts = vec![
             ("Requester", request.requester.clone()),
             ("Role", format!("{} ({role})", request.role)),
             ("Lands on", request.target_role_arn.clone()),
@@ -27,6 +27,12 @@ impl Pim {
             ("Decide before", iam_time(request.pending_until)),
             ("Request", request.id.clone()),
         ];
+        if let Some(ticket) = &request.ticket {
+            facts.push(("Ticket", ticket.clone()));
+        }
+        if request.quorum > 1 {
+            facts.push(("Approvals needed", request.quorum.to_string()));
+        }
         let intro = format!(
             "{} asks for {} for {}.",
             request.requester,
@@ -44,6 +50,29 @@ impl Pim {
             ),
             text: text_body(&intro, &facts, Some(link), note),
             html: html_body(&intro, &facts, Some(link), note),
+        }
+    }
+
+    /// The alert every approver of a role gets when someone breaks the glass.
+    pub(crate) fn break_glass_mail(&self, request: &AccessRequest, approver: &Person) -> Mail {
+        let facts = vec![
+            ("Requester", request.requester.clone()),
+            ("Role", request.role.clone()),
+            ("Lands on", request.target_role_arn.clone()),
+            ("Duration", format_iso(request.duration_secs)),
+            ("Justification", request.justification.clone()),
+            ("Request", request.id.clone()),
+        ];
+        let intro = format!(
+            "{} used break-glass to activate {} without approval.",
+            request.requester, request.role
+        );
+        let note = "Break-glass access is granted at once and must be reviewed after the fact.";
+        Mail {
+            to: approver.email.clone(),
+            subject: format!("[pim] BREAK-GLASS: {} activated {}", request.requester, request.role),
+            text: text_body(&intro, &facts, None, note),
+            html: html_body(&intro, &facts, None, note),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Pim, RefusalSubject};
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
-use crate::catalog::{CatalogRole, Person};
+use crate::catalog::{ApprovalPlan, CatalogRole, Person};
 use crate::duration::{DurationInput, format_iso};
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
@@ -30,6 +30,12 @@ pub struct NewRequest {
     pub duration: Option<DurationInput>,
     /// Why.
     pub justification: String,
+    /// The change or incident ticket, when the role asks for one.
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Emergency self-activation, where the role allows it.
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 /// A stored request and what became of its notifications.
@@ -43,24 +49,31 @@ pub struct Created {
 
 impl Pim {
     /// Checks a request against the policy document and, if it passes, stores it and mails
-    /// the approvers. A refusal writes only its audit record.
+    /// the approvers, or grants it at once when the policy approves it by itself
+    /// (auto-approval, break-glass). A refusal writes only its audit record.
     pub async fn create_request(&self, caller: &Principal, input: NewRequest) -> Result<Created> {
         let now = self.clock.now();
-        let (person, role) = self.eligible(caller, &input.role).await?;
-        let duration_secs = checked_duration(role, input.duration.as_ref())?;
-        let justification = checked_justification(&input.justification)?;
+        let (person, role) = self.eligible(caller, &input.role, now).await?;
+        let actor = Actor::person(&person.id, Some(caller.as_str()));
+        let subject = RefusalSubject { request_id: None, role: Some(&role.name) };
+        let duration_secs = checked_duration(role, input.duration.as_ref(), input.break_glass)?;
+        let justification = checked_justification(&input.justification, role, input.break_glass)?;
+        let ticket = checked_ticket(role, input.ticket.as_deref())?;
+        let plan = match self.plan(role, person, caller, duration_secs, input.break_glass) {
+            Ok(plan) => plan,
+            Err(refusal) => return Err(self.refuse_request(actor, subject, refusal).await),
+        };
+        if let Err(refusal) = self.check_active_limit(person, role).await {
+            return Err(self.refuse_request(actor, subject, refusal).await);
+        }
 
         // The grant must fit IAM's size limit before anyone is asked to approve it.
         let sample =
             GrantWindow { starts_at: now, ends_at: now + Duration::seconds(duration_secs as i64) };
         render_grant_policy(role, sample)?;
 
-        let approvers: Vec<&Person> = role
-            .approvers
-            .iter()
-            .filter(|id| **id != person.id)
-            .filter_map(|id| self.catalog.person(id))
-            .collect();
+        let approvers: Vec<&Person> =
+            plan.approvers.iter().filter_map(|id| self.catalog.person(id)).collect();
         let request = AccessRequest {
             id: new_id("req"),
             requester: person.id.clone(),
@@ -70,8 +83,12 @@ impl Pim {
             duration_secs,
             justification,
             created_at: now,
-            pending_until: now + Duration::seconds(self.catalog.pending_lifetime_secs as i64),
+            pending_until: now + Duration::seconds(role.constraints.pending_lifetime_secs as i64),
             approvers: approvers.iter().map(|p| p.id.clone()).collect(),
+            approval_rule: plan.rule.clone(),
+            quorum: plan.quorum,
+            ticket,
+            break_glass: input.break_glass,
             state: RequestState::Pending,
             version: 1,
             updated_at: now,
@@ -86,10 +103,10 @@ impl Pim {
             links.push((*approver, self.sign_link(&request, &approver.id).await?));
         }
 
-        let record = AuditRecord::new(
+        let mut record = AuditRecord::new(
             AuditAction::RequestCreated,
             Outcome::Success,
-            Actor::person(&person.id, Some(caller.as_str())),
+            actor,
             Source::Api,
             now,
         )
@@ -97,11 +114,23 @@ impl Pim {
         .with("duration", format_iso(duration_secs))
         .with("justification", request.justification.clone())
         .with("approvers", request.approvers.clone())
+        .with("approval_rule", plan.rule.clone())
+        .with("quorum", plan.quorum)
         .with("target_role_arn", request.target_role_arn.clone());
+        if let Some(ticket) = &request.ticket {
+            record = record.with("ticket", ticket.clone());
+        }
+        if request.break_glass {
+            record = record.with("break_glass", true).with("severity", "high");
+        }
         self.store.create_request(&request, &record).await?;
         tracing::info!(request_id = %request.id, requester = %person.id, role = %role.name,
-            duration_secs, "request created");
+            duration_secs, rule = %plan.rule, "request created");
 
+        if plan.auto_approve {
+            let granted = self.approve_by_policy(request, role).await?;
+            return Ok(Created { request: granted, undelivered: vec![] });
+        }
         let mut undelivered = Vec::new();
         for (approver, link) in links {
             let mail = self.approval_mail(&request, approver, &link);
@@ -112,6 +141,95 @@ impl Pim {
             }
         }
         Ok(Created { request, undelivered })
+    }
+
+    /// Approves a request the policy approves by itself, alerts approvers of a break-glass
+    /// use, and grants.
+    async fn approve_by_policy(
+        &self,
+        request: AccessRequest,
+        role: &CatalogRole,
+    ) -> Result<AccessRequest> {
+        let now = self.clock.now();
+        let approved = request.approve_by_policy(now)?;
+        let mut record = AuditRecord::new(
+            AuditAction::RequestApproved,
+            Outcome::Success,
+            Actor::system("policy"),
+            Source::Api,
+            now,
+        )
+        .about(&approved)
+        .with("approval_rule", approved.approval_rule.clone());
+        if approved.break_glass {
+            record = record
+                .with("break_glass", true)
+                .with("severity", "high")
+                .with("review_required", true);
+        }
+        self.store.commit_transition(&approved, &record, None).await?;
+        if approved.break_glass {
+            tracing::warn!(request_id = %approved.id, requester = %approved.requester, role = %role.name, "break-glass activation");
+            for approver in role.all_approvers().iter().filter_map(|id| self.catalog.person(id)) {
+                let mail = self.break_glass_mail(&approved, approver);
+                if let Err(err) = self.mailer.send(&mail).await {
+                    tracing::error!(request_id = %approved.id, approver = %approver.id, error = ?err, "break-glass alert not sent");
+                }
+            }
+        }
+        self.activate_grant(approved).await
+    }
+
+    fn plan(
+        &self,
+        role: &CatalogRole,
+        person: &Person,
+        caller: &Principal,
+        secs: u64,
+        break_glass: bool,
+    ) -> Result<ApprovalPlan> {
+        if !break_glass {
+            return role.approval_plan(person, caller, secs, self.clock.now());
+        }
+        if role.break_glass.is_none() {
+            return Err(PimError::refused(
+                "break_glass_not_allowed",
+                format!("{} cannot be self-activated", role.name),
+            ));
+        }
+        Ok(ApprovalPlan {
+            rule: "break_glass".into(),
+            auto_approve: true,
+            approvers: vec![],
+            quorum: 0,
+        })
+    }
+
+    /// Refuses a request that would give the person more concurrent grants of the role than
+    /// the policy allows. The count reads the requester index, which is eventually
+    /// consistent: two requests approved in the same instant can both pass.
+    async fn check_active_limit(&self, person: &Person, role: &CatalogRole) -> Result<()> {
+        let Some(limit) = role.constraints.max_active_grants else { return Ok(()) };
+        let held = self
+            .store
+            .requests_of(&person.id)
+            .await?
+            .iter()
+            .filter(|r| {
+                r.role == role.name
+                    && matches!(r.state, RequestState::Approved | RequestState::Active)
+            })
+            .count();
+        if held >= limit as usize {
+            return Err(PimError::refused(
+                "too_many_active_grants",
+                format!(
+                    "{} already holds {held} active grant(s) of {}; the limit is {limit}",
+                    person.id, role.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A request and its history, if the caller is its requester or one of its approvers.
@@ -160,6 +278,7 @@ impl Pim {
         &self,
         caller: &Principal,
         role_name: &str,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(&Person, &CatalogRole)> {
         let shown_role: String = role_name.chars().take(64).collect();
         let subject = RefusalSubject { request_id: None, role: Some(&shown_role) };
@@ -180,11 +299,7 @@ impl Pim {
             );
             return Err(self.refuse_request(actor, subject, refusal).await);
         };
-        if !role.may_request(&person.id) {
-            let refusal = PimError::refused(
-                "not_eligible",
-                format!("{} may not request {}", person.id, role.name),
-            );
+        if let Err(refusal) = role.eligibility(person, caller, at) {
             return Err(self.refuse_request(actor, subject, refusal).await);
         }
         Ok((person, role))
@@ -222,18 +337,27 @@ impl Pim {
     }
 }
 
-fn checked_duration(role: &CatalogRole, input: Option<&DurationInput>) -> Result<u64> {
+fn checked_duration(
+    role: &CatalogRole,
+    input: Option<&DurationInput>,
+    break_glass: bool,
+) -> Result<u64> {
     let secs = match input {
         Some(input) => input.to_secs()?,
         None => role.default_secs,
     };
-    if secs > role.max_secs {
+    let max = match (&role.break_glass, break_glass) {
+        (Some(glass), true) => glass.max_secs,
+        _ => role.max_secs,
+    };
+    let secs = if input.is_none() { secs.min(max) } else { secs };
+    if secs > max {
         return Err(PimError::invalid(
             "duration_over_maximum",
             format!(
                 "{} allows at most {}; {} was asked",
                 role.name,
-                format_iso(role.max_secs),
+                format_iso(max),
                 format_iso(secs)
             ),
         ));
@@ -241,7 +365,7 @@ fn checked_duration(role: &CatalogRole, input: Option<&DurationInput>) -> Result
     Ok(secs)
 }
 
-fn checked_justification(text: &str) -> Result<String> {
+fn checked_justification(text: &str, role: &CatalogRole, break_glass: bool) -> Result<String> {
     let trimmed = text.trim();
     if trimmed.chars().any(char::is_control) {
         return Err(PimError::invalid(
@@ -249,16 +373,43 @@ fn checked_justification(text: &str) -> Result<String> {
             "the justification must not contain control characters",
         ));
     }
+    let minimum = match (&role.break_glass, break_glass) {
+        (Some(glass), true) => glass.justification_min.max(role.constraints.justification_min),
+        _ => role.constraints.justification_min,
+    };
     let length = trimmed.chars().count();
-    if !(MIN_JUSTIFICATION_CHARS..=MAX_JUSTIFICATION_CHARS).contains(&length) {
+    if !(minimum..=MAX_JUSTIFICATION_CHARS).contains(&length) {
         return Err(PimError::invalid(
             "invalid_justification",
-            format!(
-                "the justification must be {MIN_JUSTIFICATION_CHARS} to {MAX_JUSTIFICATION_CHARS} characters"
-            ),
+            format!("the justification must be {minimum} to {MAX_JUSTIFICATION_CHARS} characters"),
         ));
     }
+    if let Some(pattern) = &role.constraints.justification_pattern {
+        if !pattern.is_match(trimmed) {
+            return Err(PimError::invalid(
+                "invalid_justification",
+                format!("the justification must match {}", pattern.as_str()),
+            ));
+        }
+    }
     Ok(trimmed.to_string())
+}
+
+fn checked_ticket(role: &CatalogRole, ticket: Option<&str>) -> Result<Option<String>> {
+    let ticket = ticket.map(str::trim).filter(|t| !t.is_empty());
+    match (&role.constraints.ticket_pattern, ticket) {
+        (Some(pattern), Some(ticket)) if ticket.len() <= 128 && pattern.is_match(ticket) => {
+            Ok(Some(ticket.to_string()))
+        }
+        (Some(pattern), _) => Err(PimError::invalid(
+            "invalid_ticket",
+            format!("{} needs a ticket matching {}", role.name, pattern.as_str()),
+        )),
+        (None, Some(ticket)) if ticket.len() > 128 || ticket.chars().any(char::is_control) => {
+            Err(PimError::invalid("invalid_ticket", "a ticket is at most 128 printable characters"))
+        }
+        (None, ticket) => Ok(ticket.map(str::to_string)),
+    }
 }
 
 fn not_found(id: &str) -> PimError {
@@ -270,11 +421,21 @@ fn not_found(id: &str) -> PimError {
 mod tests {
     use super::*;
 
+    use crate::catalog::Catalog;
+
+    const POLICY: &str = include_str!("../../../infra/policy.example.yaml");
+
     #[test]
     fn justifications_are_trimmed_bounded_and_free_of_control_characters() {
-        assert_eq!(checked_justification("  incident INC-42 \n").unwrap(), "incident INC-42");
+        let catalog = Catalog::from_yaml(POLICY).unwrap();
+        let role = catalog.role("prod-readonly").unwrap();
+        assert_eq!(
+            checked_justification("  incident INC-42 \n", role, false).unwrap(),
+            "incident INC-42"
+        );
         for bad in ["short", "incident\u{0}42 bad", "incident \u{1b}[2J wipe", &"x".repeat(1001)] {
-            assert_eq!(checked_justification(bad).unwrap_err().code(), "invalid_justification");
+            let err = checked_justification(bad, role, false).unwrap_err();
+            assert_eq!(err.code(), "invalid_justification");
         }
     }
 }

@@ -1,0 +1,680 @@
+//! Validation of the policy document. Every problem is collected, not just the first, and
+//! each names its path, line and column and says what is wrong in a sentence. Errors refuse
+//! the document; warnings flag what is allowed but deserves a second look.
+
+use super::document::{ApprovalRuleDoc, Document, RoleDoc, WindowDoc};
+use super::locate::{Locations, Position};
+use super::rules::{
+    ApprovalRule, BreakGlass, Constraints, SubjectSet, TimeWindow, parse_hours, parse_weekday,
+};
+use super::{Catalog, CatalogRole, DOCUMENT_VERSION, Person, glob_matches, role_name_of};
+use crate::duration::{format_iso, parse_duration};
+use crate::identity::Principal;
+use crate::render::{GrantWindow, render_grant_policy};
+use crate::service::requests::{MAX_JUSTIFICATION_CHARS, MIN_JUSTIFICATION_CHARS};
+use chrono_tz::Tz;
+use regex::Regex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// Actions no role may grant: IAM itself, role assumption and the organization. A pattern is
+/// refused when it matches any of these, so `iam:*`, `i*:Put*` and `*` all fail.
+const FORBIDDEN_ACTIONS: &[&str] = &[
+    "iam:PutRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:CreateRole",
+    "iam:PassRole",
+    "iam:CreateAccessKey",
+    "iam:DeleteRolePermissionsBoundary",
+    "iam:UpdateAssumeRolePolicy",
+    "sts:AssumeRole",
+    "organizations:LeaveOrganization",
+];
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The document is refused.
+    Error,
+    /// Allowed, but worth a reviewer's attention.
+    Warning,
+}
+
+/// One problem found in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The field's path (`roles[1].approval[0].quorum`).
+    pub path: String,
+    /// What is wrong, as a sentence.
+    pub message: String,
+    /// Where the field is, when known.
+    pub position: Option<Position>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        match self.position {
+            Some(p) => {
+                write!(f, "{}:{}: {severity}: {}: {}", p.line, p.column, self.path, self.message)
+            }
+            None => write!(f, "{severity}: {}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// The outcome of checking a document.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every problem, in document order.
+    pub problems: Vec<Problem>,
+    /// The catalog, when the document could be read at all (it may still have errors).
+    pub catalog: Option<Catalog>,
+}
+
+impl Report {
+    /// Whether any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    /// The problems as lines prefixed with `file:`.
+    pub fn render(&self, file: &str) -> String {
+        self.problems.iter().map(|p| format!("{file}:{p}\n")).collect()
+    }
+}
+
+/// Checks a policy document and builds its catalog.
+pub fn check_document(source: &str) -> Report {
+    let document: Document = match serde_yaml::from_str(source) {
+        Ok(document) => document,
+        Err(err) => return unreadable(&err),
+    };
+    let locations = Locations::index(source);
+    let mut checker = Checker::default();
+    let catalog = checker.build(&document);
+    let mut problems = checker.problems;
+    for problem in &mut problems {
+        problem.position = locations.find(&problem.path);
+    }
+    problems
+        .sort_by_key(|p| (p.position.map_or((usize::MAX, 0), |p| (p.line, p.column)), p.severity));
+    Report { problems, catalog: Some(catalog) }
+}
+
+fn unreadable(err: &serde_yaml::Error) -> Report {
+    let text = err.to_string();
+    let (path, rest) = match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
+        _ => ("document".to_string(), text.clone()),
+    };
+    let message = match rest.rfind(" at line ") {
+        Some(cut) => rest[..cut].to_string(),
+        None => rest,
+    };
+    let position = err.location().map(|l| Position { line: l.line(), column: l.column() });
+    let problem = Problem { severity: Severity::Error, path, message, position };
+    Report { problems: vec![problem], catalog: None }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+    groups: BTreeMap<String, SubjectSet>,
+    people: HashSet<String>,
+}
+
+impl Checker {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+            position: None,
+        });
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+            position: None,
+        });
+    }
+
+    fn duration(&mut self, text: &str, path: &str) -> u64 {
+        parse_duration(text).unwrap_or_else(|err| {
+            self.error(path, err.to_string());
+            0
+        })
+    }
+
+    fn time_zone(&mut self, text: &str, path: &str) -> Tz {
+        text.parse().unwrap_or_else(|_| {
+            self.error(path, format!("'{text}' is not an IANA time zone"));
+            chrono_tz::UTC
+        })
+    }
+
+    fn regex(&mut self, pattern: &Option<String>, path: &str) -> Option<Regex> {
+        let pattern = pattern.as_ref()?;
+        match Regex::new(pattern) {
+            Ok(regex) => Some(regex),
+            Err(err) => {
+                self.error(path, format!("not a valid regular expression: {err}"));
+                None
+            }
+        }
+    }
+
+    fn build(&mut self, document: &Document) -> Catalog {
+        if document.version != DOCUMENT_VERSION {
+            self.error(
+                "version",
+                format!("expected {DOCUMENT_VERSION}, found {}", document.version),
+            );
+        }
+        let settings = &document.settings;
+        let pending_lifetime_secs =
+            self.duration(&settings.pending_lifetime, "settings.pending_lifetime");
+        let time_zone = self.time_zone(&settings.time_zone, "settings.time_zone");
+        let (people, person_by_principal) = self.people(&document.people);
+        self.groups(&document.groups);
+
+        let mut names = HashSet::new();
+        let mut roles = Vec::new();
+        for (index, raw) in document.roles.iter().enumerate() {
+            let path = format!("roles[{index}]");
+            if !names.insert(raw.name.as_str()) {
+                self.error(
+                    format!("{path}.name"),
+                    format!("the name '{}' is used twice", raw.name),
+                );
+            }
+            let before = self.error_count();
+            let role = self.role(
+                raw,
+                &path,
+                time_zone,
+                pending_lifetime_secs,
+                &settings.protected_resources,
+            );
+            if self.error_count() == before {
+                roles.push(role);
+            }
+        }
+        Catalog { pending_lifetime_secs, time_zone, people, roles, person_by_principal }
+    }
+
+    fn error_count(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
+    }
+
+    fn people(
+        &mut self,
+        docs: &[super::document::PersonDoc],
+    ) -> (Vec<Person>, HashMap<Principal, usize>) {
+        let mut index = HashMap::new();
+        let mut people = Vec::new();
+        for (position, doc) in docs.iter().enumerate() {
+            let path = format!("people[{position}]");
+            let valid_id = !doc.id.is_empty()
+                && doc.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid_id || !self.people.insert(doc.id.clone()) {
+                self.error(
+                    format!("{path}.id"),
+                    format!("'{}' is empty, malformed or used twice", doc.id),
+                );
+            }
+            if !doc.email.contains('@') || doc.email.chars().any(char::is_whitespace) {
+                self.error(
+                    format!("{path}.email"),
+                    format!("'{}' is not an email address", doc.email),
+                );
+            }
+            if !is_role_arn(&doc.role_arn) {
+                self.error(
+                    format!("{path}.role_arn"),
+                    format!("'{}' is not an IAM role ARN", doc.role_arn),
+                );
+            }
+            for (n, text) in doc.principals.iter().enumerate() {
+                let here = format!("{path}.principals[{n}]");
+                match Principal::from_policy(text) {
+                    Ok(principal) => {
+                        if index.insert(principal, position).is_some() {
+                            self.error(here, format!("'{text}' belongs to two people"));
+                        }
+                    }
+                    Err(_) => self.error(here, format!("'{text}' is not a principal")),
+                }
+            }
+            people.push(Person {
+                id: doc.id.clone(),
+                email: doc.email.clone(),
+                principals: doc.principals.clone(),
+                role_arn: doc.role_arn.clone(),
+            });
+        }
+        (people, index)
+    }
+
+    fn groups(&mut self, groups: &BTreeMap<String, Vec<String>>) {
+        for (name, members) in groups {
+            let path = format!("groups.{name}");
+            let mut set = SubjectSet::default();
+            for (n, member) in members.iter().enumerate() {
+                if member.starts_with("group:") {
+                    self.error(format!("{path}[{n}]"), "groups cannot contain groups");
+                } else if is_pattern(member) {
+                    set.patterns.push(member.clone());
+                } else if self.people.contains(member) {
+                    set.people.insert(member.clone());
+                } else {
+                    self.error(
+                        format!("{path}[{n}]"),
+                        format!("'{member}' is not a person of this document"),
+                    );
+                }
+            }
+            if set.is_empty() {
+                self.warn(&path, "the group is empty");
+            }
+            self.groups.insert(name.clone(), set);
+        }
+    }
+
+    /// Resolves person ids, `group:<name>` and (where allowed) principal patterns.
+    fn subjects(&mut self, entries: &[String], path: &str, patterns_allowed: bool) -> SubjectSet {
+        let mut set = SubjectSet::default();
+        for (n, entry) in entries.iter().enumerate() {
+            let here = format!("{path}[{n}]");
+            if let Some(group) = entry.strip_prefix("group:") {
+                match self.groups.get(group).cloned() {
+                    Some(members) if !patterns_allowed && !members.patterns.is_empty() => {
+                        self.error(
+                            here,
+                            format!(
+                                "group {group} holds principal patterns; approvers must be people"
+                            ),
+                        );
+                    }
+                    Some(members) => {
+                        set.people.extend(members.people);
+                        set.patterns.extend(members.patterns);
+                    }
+                    None => self.error(here, format!("there is no group '{group}'")),
+                }
+            } else if is_pattern(entry) {
+                if patterns_allowed {
+                    set.patterns.push(entry.clone());
+                } else {
+                    self.error(
+                        here,
+                        "approvers must be people or groups of people, not principal patterns",
+                    );
+                }
+            } else if self.people.contains(entry) {
+                set.people.insert(entry.clone());
+            } else {
+                self.error(here, format!("'{entry}' is not a person of this document"));
+            }
+        }
+        set
+    }
+
+    fn window(&mut self, doc: &WindowDoc, path: &str, default_zone: Tz) -> TimeWindow {
+        let time_zone = match &doc.time_zone {
+            Some(zone) => self.time_zone(zone, &format!("{path}.time_zone")),
+            None => default_zone,
+        };
+        let mut weekdays = Vec::new();
+        for (n, day) in doc.weekdays.iter().enumerate() {
+            match parse_weekday(day) {
+                Some(day) => weekdays.push(day),
+                None => self.error(
+                    format!("{path}.weekdays[{n}]"),
+                    format!("'{day}' is not one of mon, tue, wed, thu, fri, sat, sun"),
+                ),
+            }
+        }
+        let hours = doc.hours.as_ref().and_then(|text| {
+            let parsed = parse_hours(text);
+            if parsed.is_none() {
+                self.error(
+                    format!("{path}.hours"),
+                    format!("'{text}' is not a range like 08:00-18:00"),
+                );
+            }
+            parsed
+        });
+        TimeWindow { time_zone, weekdays, hours }
+    }
+
+    fn role(
+        &mut self,
+        raw: &RoleDoc,
+        path: &str,
+        zone: Tz,
+        default_pending: u64,
+        protected: &[String],
+    ) -> CatalogRole {
+        let valid_name = !raw.name.is_empty()
+            && raw.name.len() <= 64
+            && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !valid_name {
+            self.error(
+                format!("{path}.name"),
+                "a role name is 1 to 64 letters, digits, '-' or '_'",
+            );
+        }
+        let default_secs =
+            self.duration(&raw.default_duration, &format!("{path}.default_duration"));
+        let max_secs = self.duration(&raw.max_duration, &format!("{path}.max_duration"));
+        if default_secs > max_secs && max_secs > 0 {
+            self.error(
+                format!("{path}.default_duration"),
+                format!(
+                    "{} is longer than max_duration {}",
+                    format_iso(default_secs),
+                    format_iso(max_secs)
+                ),
+            );
+        }
+        self.statements(raw, path, protected);
+
+        let requesters = self.subjects(&raw.requesters, &format!("{path}.requesters"), true);
+        if requesters.is_empty() {
+            self.error(format!("{path}.requesters"), "nobody may request this role");
+        }
+        let deny = self.subjects(&raw.deny, &format!("{path}.deny"), true);
+        let request_window = raw
+            .request_window
+            .as_ref()
+            .map(|w| self.window(w, &format!("{path}.request_window"), zone));
+        let constraints = self.constraints(raw, path, default_pending);
+        let rules = self.rules(raw, path, zone, &requesters, max_secs);
+        let break_glass = raw.break_glass.as_ref().map(|doc| {
+            let here = format!("{path}.break_glass");
+            let secs = self.duration(&doc.max_duration, &format!("{here}.max_duration"));
+            if secs > max_secs {
+                self.error(format!("{here}.max_duration"), format!("{} is longer than the role's max_duration", format_iso(secs)));
+            }
+            if doc.justification_min_length < MIN_JUSTIFICATION_CHARS {
+                self.error(format!("{here}.justification_min_length"), format!("break-glass needs at least {MIN_JUSTIFICATION_CHARS} characters of justification"));
+            }
+            self.warn(&here, "break-glass grants skip approval; each is a high-severity audit record, alerts every approver and must be reviewed");
+            BreakGlass { max_secs: secs, justification_min: doc.justification_min_length }
+        });
+
+        let role = CatalogRole {
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            statements: raw.statements.clone(),
+            default_secs,
+            max_secs,
+            tags: raw.tags.clone(),
+            requesters,
+            deny,
+            request_window,
+            constraints,
+            rules,
+            break_glass,
+        };
+        if max_secs > 0 && !raw.statements.is_empty() {
+            let start = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            let window = GrantWindow {
+                starts_at: start,
+                ends_at: start + chrono::Duration::seconds(max_secs as i64),
+            };
+            if let Err(err) = render_grant_policy(&role, window) {
+                self.error(format!("{path}.statements"), err.to_string());
+            }
+        }
+        role
+    }
+
+    fn statements(&mut self, raw: &RoleDoc, path: &str, protected: &[String]) {
+        if raw.statements.is_empty() {
+            self.error(format!("{path}.statements"), "the role grants nothing");
+        }
+        for (index, statement) in raw.statements.iter().enumerate() {
+            let here = format!("{path}.statements[{index}]");
+            if statement.actions.is_empty() || statement.resources.is_empty() {
+                self.error(&here, "actions and resources must both be listed");
+            }
+            for (n, action) in statement.actions.iter().enumerate() {
+                if let Some(hit) = FORBIDDEN_ACTIONS.iter().find(|f| glob_matches(action, f)) {
+                    self.error(
+                        format!("{here}.actions[{n}]"),
+                        format!("'{action}' would grant {hit}"),
+                    );
+                }
+            }
+            for (n, resource) in statement.resources.iter().enumerate() {
+                let touched = protected.iter().find(|pattern| {
+                    let service = pattern.split(':').nth(2).unwrap_or("");
+                    let action_reaches = statement
+                        .actions
+                        .iter()
+                        .any(|a| glob_matches(a.split(':').next().unwrap_or(""), service));
+                    action_reaches
+                        && (glob_matches(resource, pattern) || glob_matches(pattern, resource))
+                });
+                if let Some(pattern) = touched {
+                    self.error(
+                        format!("{here}.resources[{n}]"),
+                        format!("'{resource}' reaches pim's own resources ({pattern})"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn constraints(&mut self, raw: &RoleDoc, path: &str, default_pending: u64) -> Constraints {
+        let doc = &raw.constraints;
+        let here = format!("{path}.constraints");
+        let justification_min = doc.justification_min_length.unwrap_or(MIN_JUSTIFICATION_CHARS);
+        if !(MIN_JUSTIFICATION_CHARS..=MAX_JUSTIFICATION_CHARS).contains(&justification_min) {
+            self.error(
+                format!("{here}.justification_min_length"),
+                format!("must be {MIN_JUSTIFICATION_CHARS} to {MAX_JUSTIFICATION_CHARS}"),
+            );
+        }
+        if doc.max_active_grants == Some(0) {
+            self.error(
+                format!("{here}.max_active_grants"),
+                "0 would forbid every grant; remove the role instead",
+            );
+        }
+        let pending_lifetime_secs = match &doc.pending_lifetime {
+            Some(text) => self.duration(text, &format!("{here}.pending_lifetime")),
+            None => default_pending,
+        };
+        Constraints {
+            justification_min,
+            justification_pattern: self
+                .regex(&doc.justification_pattern, &format!("{here}.justification_pattern")),
+            ticket_pattern: self.regex(&doc.ticket_pattern, &format!("{here}.ticket_pattern")),
+            max_active_grants: doc.max_active_grants,
+            pending_lifetime_secs,
+        }
+    }
+
+    fn rules(
+        &mut self,
+        raw: &RoleDoc,
+        path: &str,
+        zone: Tz,
+        requesters: &SubjectSet,
+        max_secs: u64,
+    ) -> Vec<ApprovalRule> {
+        let shorthand;
+        let (docs, base): (&[ApprovalRuleDoc], String) = match (
+            raw.approvers.is_empty(),
+            raw.approval.is_empty(),
+        ) {
+            (false, false) => {
+                self.error(
+                    format!("{path}.approvers"),
+                    "give either approvers or approval rules, not both",
+                );
+                return Vec::new();
+            }
+            (true, true) => {
+                self.error(
+                    format!("{path}.approval"),
+                    "the role has no approval rule; say auto_approve explicitly if none is needed",
+                );
+                return Vec::new();
+            }
+            (false, true) => {
+                shorthand = [ApprovalRuleDoc {
+                    name: "approvers".into(),
+                    auto_approve: false,
+                    approvers: raw.approvers.clone(),
+                    quorum: 1,
+                    when: None,
+                }];
+                (&shorthand[..], format!("{path}.approvers"))
+            }
+            (true, false) => (&raw.approval[..], format!("{path}.approval")),
+        };
+        let shorthand_used = !raw.approvers.is_empty();
+
+        let mut rules: Vec<ApprovalRule> = Vec::new();
+        for (index, doc) in docs.iter().enumerate() {
+            let here = if shorthand_used { base.clone() } else { format!("{base}[{index}]") };
+            if rules.iter().any(|r| r.name == doc.name) || doc.name.is_empty() {
+                self.error(
+                    format!("{here}.name"),
+                    format!("the rule name '{}' is empty or used twice", doc.name),
+                );
+            }
+            let approvers_path =
+                if shorthand_used { here.clone() } else { format!("{here}.approvers") };
+            let approvers = self.subjects(&doc.approvers, &approvers_path, false).people;
+            if doc.auto_approve && !approvers.is_empty() {
+                self.error(&approvers_path, "an auto-approving rule has no approvers");
+            }
+            if !doc.auto_approve {
+                if approvers.is_empty() {
+                    self.error(&approvers_path, "nobody could approve under this rule");
+                } else if doc.quorum == 0 || doc.quorum as usize > approvers.len() {
+                    self.error(
+                        format!("{here}.quorum"),
+                        format!(
+                            "a quorum of {} cannot be met by {} approvers",
+                            doc.quorum,
+                            approvers.len()
+                        ),
+                    );
+                } else {
+                    for person in &requesters.people {
+                        let others = approvers.iter().filter(|a| *a != person).count();
+                        if others < doc.quorum as usize {
+                            self.error(&approvers_path, format!("when {person} requests, only {others} other approvers remain for a quorum of {}; nobody approves their own request", doc.quorum));
+                        }
+                    }
+                }
+            }
+            let mut rule = ApprovalRule {
+                name: doc.name.clone(),
+                auto_approve: doc.auto_approve,
+                approvers,
+                quorum: doc.quorum,
+                max_secs: None,
+                longer_than_secs: None,
+                requester_in: None,
+                requester_not_in: None,
+                window: None,
+            };
+            if let Some(when) = &doc.when {
+                let at = format!("{here}.when");
+                rule.max_secs = when
+                    .max_duration
+                    .as_ref()
+                    .map(|t| self.duration(t, &format!("{at}.max_duration")));
+                if rule.max_secs.is_some_and(|m| m >= max_secs && max_secs > 0) {
+                    self.warn(
+                        format!("{at}.max_duration"),
+                        "not shorter than the role's max_duration, so it restricts nothing",
+                    );
+                }
+                rule.longer_than_secs = when
+                    .longer_than
+                    .as_ref()
+                    .map(|t| self.duration(t, &format!("{at}.longer_than")));
+                if let (Some(min), Some(max)) = (rule.longer_than_secs, rule.max_secs) {
+                    if min >= max {
+                        self.error(
+                            format!("{at}.longer_than"),
+                            "no duration is both longer than this and at most max_duration",
+                        );
+                    }
+                }
+                rule.requester_in = (!when.requester_in.is_empty()).then(|| {
+                    self.subjects(&when.requester_in, &format!("{at}.requester_in"), true)
+                });
+                rule.requester_not_in = (!when.requester_not_in.is_empty()).then(|| {
+                    self.subjects(&when.requester_not_in, &format!("{at}.requester_not_in"), true)
+                });
+                rule.window =
+                    when.window.as_ref().map(|w| self.window(w, &format!("{at}.window"), zone));
+            }
+            if rule.auto_approve && rule.is_unconditional() {
+                self.warn(&here, "every request is granted without approval");
+            }
+            rules.push(rule);
+        }
+        self.contradictions(&rules, &base, shorthand_used);
+        let always_needs_approval = rules.iter().any(|r| !r.auto_approve && r.is_unconditional());
+        for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.auto_approve) {
+            if always_needs_approval {
+                self.warn(
+                    format!("{base}[{index}]"),
+                    format!("rule {} never decides: an unconditional rule needing approval always applies and is stricter", rule.name),
+                );
+            }
+        }
+        rules
+    }
+
+    fn contradictions(&mut self, rules: &[ApprovalRule], base: &str, shorthand: bool) {
+        for (i, a) in rules.iter().enumerate() {
+            let later = &rules[i + 1..];
+            for (offset, b) in later.iter().enumerate() {
+                let j = i + 1 + offset;
+                let same_conditions = a.max_secs == b.max_secs
+                    && a.longer_than_secs == b.longer_than_secs
+                    && a.requester_in == b.requester_in
+                    && a.requester_not_in == b.requester_not_in
+                    && a.window == b.window;
+                if same_conditions {
+                    let here = if shorthand { base.to_string() } else { format!("{base}[{j}]") };
+                    self.error(here, format!("rules {} and {} apply to exactly the same requests; only the strictest would ever count", a.name, b.name));
+                }
+            }
+        }
+    }
+}
+
+fn is_pattern(entry: &str) -> bool {
+    entry.starts_with("arn:") || entry.starts_with("oidc:")
+}
+
+fn is_role_arn(text: &str) -> bool {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[5].starts_with("role/")
+        && !role_name_of(text).is_empty()
+}
