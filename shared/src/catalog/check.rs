@@ -113,8 +113,18 @@ fn unreadable(err: &serde_yaml::Error) -> Report {
         Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
         _ => ("document".to_string(), text.clone()),
     };
-    let message = match rest.rfind(" at line ") {
-        Some(cut) => rest[..cut].to_string(),
+    // The position is reported separately; drop serde_yaml's " at line L column C".
+    let message = match rest.find(" at line ") {
+        Some(start) => {
+            let tail = &rest[start + " at line ".len()..];
+            let after_column = tail
+                .find("column ")
+                .map(|c| {
+                    tail[c + "column ".len()..].trim_start_matches(|ch: char| ch.is_ascii_digit())
+                })
+                .unwrap_or("");
+            format!("{}{after_column}", &rest[..start])
+        }
         None => rest,
     };
     let position = err.location().map(|l| Position { line: l.line(), column: l.column() });
@@ -167,7 +177,9 @@ impl Checker {
         match Regex::new(pattern) {
             Ok(regex) => Some(regex),
             Err(err) => {
-                self.error(path, format!("not a valid regular expression: {err}"));
+                let reason = err.to_string();
+                let reason = reason.lines().last().unwrap_or("").trim_start_matches("error: ");
+                self.error(path, format!("not a valid regular expression: {reason}"));
                 None
             }
         }
@@ -516,36 +528,34 @@ impl Checker {
         max_secs: u64,
     ) -> Vec<ApprovalRule> {
         let shorthand;
-        let (docs, base): (&[ApprovalRuleDoc], String) = match (
-            raw.approvers.is_empty(),
-            raw.approval.is_empty(),
-        ) {
-            (false, false) => {
-                self.error(
-                    format!("{path}.approvers"),
-                    "give either approvers or approval rules, not both",
-                );
-                return Vec::new();
-            }
-            (true, true) => {
-                self.error(
+        let (docs, base): (&[ApprovalRuleDoc], String) =
+            match (raw.approvers.is_empty(), raw.approval.is_empty()) {
+                (false, false) => {
+                    self.error(
+                        format!("{path}.approvers"),
+                        "give either approvers or approval rules, not both",
+                    );
+                    return Vec::new();
+                }
+                (true, true) => {
+                    self.error(
                     format!("{path}.approval"),
                     "the role has no approval rule; say auto_approve explicitly if none is needed",
                 );
-                return Vec::new();
-            }
-            (false, true) => {
-                shorthand = [ApprovalRuleDoc {
-                    name: "approvers".into(),
-                    auto_approve: false,
-                    approvers: raw.approvers.clone(),
-                    quorum: 1,
-                    when: None,
-                }];
-                (&shorthand[..], format!("{path}.approvers"))
-            }
-            (true, false) => (&raw.approval[..], format!("{path}.approval")),
-        };
+                    return Vec::new();
+                }
+                (false, true) => {
+                    shorthand = [ApprovalRuleDoc {
+                        name: "approvers".into(),
+                        auto_approve: false,
+                        approvers: raw.approvers.clone(),
+                        quorum: 1,
+                        when: None,
+                    }];
+                    (&shorthand[..], format!("{path}.approvers"))
+                }
+                (true, false) => (&raw.approval[..], format!("{path}.approval")),
+            };
         let shorthand_used = !raw.approvers.is_empty();
 
         let mut rules: Vec<ApprovalRule> = Vec::new();
@@ -594,6 +604,7 @@ impl Checker {
                 requester_in: None,
                 requester_not_in: None,
                 window: None,
+                outside_window: None,
             };
             if let Some(when) = &doc.when {
                 let at = format!("{here}.when");
@@ -627,6 +638,10 @@ impl Checker {
                 });
                 rule.window =
                     when.window.as_ref().map(|w| self.window(w, &format!("{at}.window"), zone));
+                rule.outside_window = when
+                    .outside_window
+                    .as_ref()
+                    .map(|w| self.window(w, &format!("{at}.outside_window"), zone));
             }
             if rule.auto_approve && rule.is_unconditional() {
                 self.warn(&here, "every request is granted without approval");
@@ -655,7 +670,8 @@ impl Checker {
                     && a.longer_than_secs == b.longer_than_secs
                     && a.requester_in == b.requester_in
                     && a.requester_not_in == b.requester_not_in
-                    && a.window == b.window;
+                    && a.window == b.window
+                    && a.outside_window == b.outside_window;
                 if same_conditions {
                     let here = if shorthand { base.to_string() } else { format!("{base}[{j}]") };
                     self.error(here, format!("rules {} and {} apply to exactly the same requests; only the strictest would ever count", a.name, b.name));
@@ -677,4 +693,188 @@ fn is_role_arn(text: &str) -> bool {
         && parts[4].len() == 12
         && parts[5].starts_with("role/")
         && !role_name_of(text).is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small valid document; each case below breaks one thing in it.
+    const BASE: &str = "version: 1
+people:
+  - {id: a, email: a@x.io, principals: ['arn:aws:iam::123456789012:user/a'], role_arn: 'arn:aws:iam::123456789012:role/pim/a'}
+  - {id: b, email: b@x.io, principals: ['arn:aws:iam::123456789012:user/b'], role_arn: 'arn:aws:iam::123456789012:role/pim/b'}
+  - {id: c, email: c@x.io, principals: ['arn:aws:iam::123456789012:user/c'], role_arn: 'arn:aws:iam::123456789012:role/pim/c'}
+groups:
+  ops: [a, b]
+roles:
+  - name: r
+    description: d
+    statements: [{actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/*']}]
+    default_duration: PT1H
+    max_duration: PT2H
+    requesters: [a]
+    approvers: [b]
+";
+
+    fn errors(source: &str) -> Vec<String> {
+        check_document(source)
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_base_and_the_example_are_clean() {
+        assert_eq!(errors(BASE), Vec::<String>::new());
+        let example = include_str!("../../../infra/policy.example.yaml");
+        assert_eq!(errors(example), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_problem_is_found_with_its_path_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("version: 1", "version: 2", "1:1: error: version: expected 1, found 2"),
+            (
+                "description: d",
+                "description: d\n    surprise: 1",
+                "roles[0]: unknown field `surprise`",
+            ),
+            (
+                "max_duration: PT2H",
+                "max_duration: 2 hours",
+                "roles[0].max_duration: '2 hours' is not a duration",
+            ),
+            (
+                "max_duration: PT2H",
+                "max_duration: P8D",
+                "roles[0].max_duration: the duration must be at most P7D",
+            ),
+            (
+                "default_duration: PT1H",
+                "default_duration: PT3H",
+                "default_duration: PT3H is longer than max_duration PT2H",
+            ),
+            ("approvers: [b]", "approvers: [zed]", "roles[0].approvers[0]: 'zed' is not a person"),
+            ("approvers: [b]", "approvers: [a]", "when a requests, only 0 other approvers remain"),
+            ("approvers: [b]", "approvers: [group:nobody]", "there is no group 'nobody'"),
+            (
+                "approvers: [b]",
+                "approvers: ['arn:aws:iam::123456789012:user/*']",
+                "approvers must be people",
+            ),
+            (
+                "requesters: [a]",
+                "requesters: []",
+                "roles[0].requesters: nobody may request this role",
+            ),
+            ("['s3:GetObject']", "['iam:*']", "'iam:*' would grant iam:PutRolePolicy"),
+            ("['s3:GetObject']", "['*']", "'*' would grant"),
+            ("['s3:GetObject']", "['sts:Assume*']", "would grant sts:AssumeRole"),
+            (
+                "['s3:GetObject']",
+                "['organizations:*']",
+                "would grant organizations:LeaveOrganization",
+            ),
+            (
+                "['s3:GetObject'], resources: ['arn:aws:s3:::bucket/*']",
+                "['dynamodb:PutItem'], resources: ['*']",
+                "reaches pim's own resources",
+            ),
+            (
+                "approvers: [b]",
+                "approval: [{name: x, approvers: [b, c], quorum: 3}]",
+                "a quorum of 3 cannot be met by 2 approvers",
+            ),
+            (
+                "approvers: [b]",
+                "approval: [{name: x, approvers: [b]}, {name: y, approvers: [c]}]",
+                "rules x and y apply to exactly the same requests",
+            ),
+            (
+                "approvers: [b]",
+                "approval: [{name: x, auto_approve: true, approvers: [b]}]",
+                "an auto-approving rule has no approvers",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    approval: [{name: x, approvers: [b]}]",
+                "give either approvers or approval rules",
+            ),
+            ("approvers: [b]", "approvers: []", "the role has no approval rule"),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    request_window: {hours: '9-5'}",
+                "'9-5' is not a range like 08:00-18:00",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    request_window: {time_zone: Mars/Olympus}",
+                "'Mars/Olympus' is not an IANA time zone",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    constraints: {ticket_pattern: '(unclosed'}",
+                "not a valid regular expression",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    constraints: {max_active_grants: 0}",
+                "0 would forbid every grant",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    break_glass: {max_duration: PT3H}",
+                "longer than the role's max_duration",
+            ),
+            ("email: a@x.io", "email: nobody", "'nobody' is not an email address"),
+            (
+                "principals: ['arn:aws:iam::123456789012:user/b']",
+                "principals: ['arn:aws:iam::123456789012:user/A']",
+                "belongs to two people",
+            ),
+            ("ops: [a, b]", "ops: [a, zed]", "groups.ops[1]: 'zed' is not a person"),
+        ];
+        for (from, to, expected) in cases {
+            assert!(BASE.contains(from), "the case must change something: {from}");
+            let broken = BASE.replacen(from, to, 1);
+            let found = errors(&broken);
+            assert!(
+                found.iter().any(|line| line.contains(expected)),
+                "expected '{expected}' for '{to}', found {found:#?}"
+            );
+            assert!(
+                found.iter().all(|line| line.chars().next().is_some_and(|c| c.is_ascii_digit())),
+                "{found:?} all located"
+            );
+        }
+    }
+
+    #[test]
+    fn warnings_do_not_refuse_the_document() {
+        let open =
+            BASE.replacen("approvers: [b]", "approval: [{name: open, auto_approve: true}]", 1);
+        let report = check_document(&open);
+        assert!(!report.has_errors(), "{:?}", report.problems);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.message == "every request is granted without approval")
+        );
+        assert!(Catalog::from_yaml(&open).is_ok());
+    }
+
+    #[test]
+    fn an_oversized_grant_is_refused_at_check_time() {
+        let actions: Vec<String> = (0..700).map(|i| format!("'s3:GetObjectVersion{i}'")).collect();
+        let huge = BASE.replacen("['s3:GetObject']", &format!("[{}]", actions.join(", ")), 1);
+        assert!(
+            errors(&huge).iter().any(|line| line.contains("IAM allows 10240")),
+            "{:?}",
+            errors(&huge)
+        );
+    }
 }

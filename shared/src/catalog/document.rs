@@ -213,6 +213,9 @@ pub struct ConditionDoc {
     /// The request is made inside this window.
     #[serde(default)]
     pub window: Option<WindowDoc>,
+    /// The request is made outside this window.
+    #[serde(default)]
+    pub outside_window: Option<WindowDoc>,
 }
 
 /// Emergency self-activation.

@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod document;
+pub mod explain;
 pub mod locate;
 pub mod rules;
 
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use check::{Problem, Report, Severity, check_document};
 pub use document::StatementDoc as Statement;
+pub use explain::{Explanation, explain};
 
 /// The schema version this build understands.
 pub const DOCUMENT_VERSION: u32 = 1;
@@ -267,6 +269,92 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../infra/policy.example.yaml");
+
+    fn principal(name: &str) -> Principal {
+        let arn = match name {
+            "alice" | "bob" => format!("arn:aws:sts::123456789012:assumed-role/engineer/{name}"),
+            "carol" | "erin" => format!("arn:aws:sts::123456789012:assumed-role/security/{name}"),
+            "dave" => "arn:aws:sts::123456789012:assumed-role/contractor/dave".into(),
+            "mallory" => "arn:aws:sts::123456789012:assumed-role/engineer/mallory".into(),
+            other => other.to_string(),
+        };
+        Principal::from_iam_arn(&arn).unwrap()
+    }
+
+    /// What a request would come to: a refusal code, or `rule:quorum:approvers`.
+    fn outcome(catalog: &Catalog, who: &str, role: &str, minutes: u64, at: &str) -> String {
+        let caller = principal(who);
+        let at: DateTime<Utc> = at.parse().unwrap();
+        let Some(person) = catalog.person_for(&caller) else { return "unknown_requester".into() };
+        let role = catalog.role(role).unwrap();
+        let plan = role
+            .eligibility(person, &caller, at)
+            .and_then(|()| role.approval_plan(person, &caller, minutes * 60, at));
+        match plan {
+            Ok(plan) if plan.auto_approve => format!("{}:auto", plan.rule),
+            Ok(plan) => format!("{}:{}:{}", plan.rule, plan.quorum, plan.approvers.join(",")),
+            Err(err) => err.code().to_string(),
+        }
+    }
+
+    #[test]
+    fn eligibility_and_the_strictest_rule_for_each_case() {
+        let catalog = Catalog::from_yaml(EXAMPLE).unwrap();
+        // 2026-12-03 is a Thursday; 10:00 UTC is 11:00 in Berlin, inside office hours.
+        let thursday = "2026-12-03T10:00:00Z";
+        let evening = "2026-12-03T19:00:00Z";
+        let saturday = "2026-12-05T10:00:00Z";
+        let cases = [
+            ("alice", "prod-readonly", 60, thursday, "approvers:1:bob,carol"),
+            ("bob", "prod-readonly", 60, thursday, "approvers:1:carol"),
+            ("carol", "prod-readonly", 60, thursday, "not_eligible"),
+            ("dave", "prod-admin", 10, thursday, "not_eligible"),
+            ("bob", "prod-db-admin", 10, thursday, "not_eligible"),
+            ("mallory", "prod-admin", 10, thursday, "unknown_requester"),
+            // alice is on call: short in office hours is automatic, anything else needs one.
+            ("alice", "prod-admin", 15, thursday, "on-call-short:auto"),
+            ("alice", "prod-admin", 16, thursday, "on-call-long:1:carol,erin"),
+            ("alice", "prod-admin", 10, evening, "on-call-after-hours:1:carol,erin"),
+            ("alice", "prod-admin", 10, saturday, "on-call-after-hours:1:carol,erin"),
+            ("alice", "prod-admin", 60, saturday, "on-call-long:1:carol,erin"),
+            // bob is not on call: two people from security, whatever the duration.
+            ("bob", "prod-admin", 10, thursday, "two-person:2:carol,erin"),
+            ("bob", "prod-admin", 120, saturday, "two-person:2:carol,erin"),
+        ];
+        for (who, role, minutes, at, expected) in cases {
+            assert_eq!(
+                outcome(&catalog, who, role, minutes, at),
+                expected,
+                "{who} {role} {minutes}m {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn principal_patterns_make_people_eligible_and_the_deny_list_wins() {
+        let source = EXAMPLE
+            .replace("assumed-role/contractor/dave", "assumed-role/sre-oncall/dave")
+            .replace("deny: [dave]", "deny: []");
+        let catalog = Catalog::from_yaml(&source).unwrap();
+        let dave =
+            Principal::from_iam_arn("arn:aws:sts::123456789012:assumed-role/sre-oncall/dave")
+                .unwrap();
+        let person = catalog.person_for(&dave).unwrap();
+        let role = catalog.role("prod-admin").unwrap();
+        let at = "2026-12-03T10:00:00Z".parse().unwrap();
+        assert!(role.eligibility(person, &dave, at).is_ok(), "the sre-* pattern matches");
+
+        let denied = Catalog::from_yaml(
+            &EXAMPLE.replace("assumed-role/contractor/dave", "assumed-role/sre-oncall/dave"),
+        )
+        .unwrap();
+        let role = denied.role("prod-admin").unwrap();
+        let err = role.eligibility(denied.person_for(&dave).unwrap(), &dave, at).unwrap_err();
+        assert_eq!(err.code(), "not_eligible");
+        assert!(err.to_string().contains("denied"));
+    }
 
     #[test]
     fn globs_match_like_iam() {

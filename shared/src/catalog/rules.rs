@@ -122,6 +122,8 @@ pub struct ApprovalRule {
     pub requester_not_in: Option<SubjectSet>,
     /// Applies only inside this window.
     pub window: Option<TimeWindow>,
+    /// Applies only outside this window.
+    pub outside_window: Option<TimeWindow>,
 }
 
 impl ApprovalRule {
@@ -138,6 +140,7 @@ impl ApprovalRule {
             && self.requester_in.as_ref().is_none_or(|set| set.contains(person_id, principal))
             && self.requester_not_in.as_ref().is_none_or(|set| !set.contains(person_id, principal))
             && self.window.as_ref().is_none_or(|window| window.contains(at))
+            && self.outside_window.as_ref().is_none_or(|window| !window.contains(at))
     }
 
     /// Orders rules by strictness: any rule that needs approvers beats auto-approval, then
@@ -153,6 +156,7 @@ impl ApprovalRule {
             && self.requester_in.is_none()
             && self.requester_not_in.is_none()
             && self.window.is_none()
+            && self.outside_window.is_none()
     }
 }
 
@@ -229,6 +233,7 @@ mod tests {
             requester_in: None,
             requester_not_in: None,
             window: None,
+            outside_window: None,
         }
     }
 
