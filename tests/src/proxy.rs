@@ -228,10 +228,10 @@ fn fault_for(state: &State, service: &str, operation: &str) -> Option<Fault> {
             rule.pass -= 1;
             continue;
         }
-        if let Some(probability) = rule.probability {
-            if state.rng.lock().unwrap().random::<f64>() >= probability {
-                continue;
-            }
+        if let Some(probability) = rule.probability
+            && state.rng.lock().unwrap().random::<f64>() >= probability
+        {
+            continue;
         }
         if let Some(remaining) = rule.remaining.as_mut() {
             *remaining -= 1;

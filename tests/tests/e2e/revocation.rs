@@ -112,7 +112,7 @@ async fn throttling_past_the_budget_fails_loudly_and_the_next_sweep_removes_the_
 
     stack.clock.advance(Duration::minutes(5));
     let report = stack.pim.sweep().await.unwrap();
-    assert_eq!(report.overdue_ended, [granted.grant_id.clone()]);
+    assert_eq!(report.overdue_ended, vec![granted.grant_id.clone()]);
     assert!(alice_policies(&stack).await.is_empty());
     let ended = shown(&stack, &granted.id).await;
     assert_eq!(ended["state"], "expired");
@@ -277,10 +277,10 @@ async fn one_sweep_repairs_or_reports_every_kind_of_drift_and_a_second_changes_n
 
     stack.clock.advance(Duration::minutes(20));
     let report = stack.pim.sweep().await.unwrap();
-    assert_eq!(report.overdue_ended, [overdue.grant_id.clone()]);
+    assert_eq!(report.overdue_ended, vec![overdue.grant_id.clone()]);
     assert_eq!(report.orphans_removed, ["bob-workload/pim-grant-0000feed"]);
-    assert_eq!(report.missing_policies, [stripped.grant_id.clone()]);
-    assert_eq!(report.schedules_recreated, [unscheduled.grant_id.clone()]);
+    assert_eq!(report.missing_policies, vec![stripped.grant_id.clone()]);
+    assert_eq!(report.schedules_recreated, vec![unscheduled.grant_id.clone()]);
     let mut standing = report.standing_access.clone();
     standing.sort();
     assert_eq!(
