@@ -293,7 +293,11 @@ async fn wait_for_state(
     }
 }
 
-/// Background work of the stack: fire due schedules, show new mail and policy changes.
+/// How often the local stack runs the reconciliation sweep, in rounds of about a second;
+/// deployed, an EventBridge rule runs it every few minutes.
+const SWEEP_EVERY_ROUNDS: u64 = 60;
+
+/// Background work of the stack: fire due schedules, sweep, show new mail and policy changes.
 async fn watch(
     clients: AwsClients,
     pim: Arc<Pim>,
@@ -304,7 +308,13 @@ async fn watch(
     let http = reqwest::Client::new();
     let mut seen_mail: HashSet<String> = HashSet::new();
     let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    loop {
+    for round in 1.. {
+        if round % SWEEP_EVERY_ROUNDS == 0 {
+            match pim_revocation::sweep(&pim).await {
+                Ok(report) => log(&format!("sweep: {report}")),
+                Err(err) => log(&format!("sweep failed: {err}")),
+            }
+        }
         match fire_due(&clients.scheduler, &group, &pim, SystemClock.now()).await {
             Ok(fired) => {
                 for f in fired {

@@ -86,6 +86,7 @@ pub async fn provision(
             names.account
         ),
         scheduler_role_arn,
+        eligible_role_path: pim::config::DEFAULT_ELIGIBLE_ROLE_PATH.into(),
     })
 }
 

@@ -46,6 +46,22 @@ pub enum AuditAction {
     /// The grant ended and its policy was removed.
     #[serde(rename = "grant.expired")]
     GrantExpired,
+    /// Removing the grant's policy failed past the retry budget; the platform retries the
+    /// delivery and the sweep removes the policy later.
+    #[serde(rename = "grant.revocation_failed")]
+    GrantRevocationFailed,
+    /// The sweep removed a grant policy that no live grant accounts for.
+    #[serde(rename = "sweep.orphan_removed")]
+    SweepOrphanRemoved,
+    /// The sweep found an active grant whose policy is missing from the role.
+    #[serde(rename = "sweep.drift_found")]
+    SweepDriftFound,
+    /// The sweep created again the missing expiry schedule of an active grant.
+    #[serde(rename = "sweep.schedule_recreated")]
+    SweepScheduleRecreated,
+    /// The sweep found a policy on an eligible role that pim did not write.
+    #[serde(rename = "sweep.standing_access_found")]
+    SweepStandingAccessFound,
 }
 
 /// Whether the action took effect.
@@ -70,6 +86,8 @@ pub enum Source {
     Link,
     /// A scheduled expiry.
     Schedule,
+    /// The periodic reconciliation sweep.
+    Sweep,
 }
 
 /// Who acted.

@@ -23,7 +23,11 @@ pub mod vars {
     /// Role the scheduler assumes to invoke the revocation function.
     pub const SCHEDULER_ROLE_ARN: &str = "PIM_SCHEDULER_ROLE_ARN";
 
-    /// Every variable, for checks that they are all set.
+    /// IAM path of the roles grants may land on, which the sweep inspects. Optional:
+    /// [`super::DEFAULT_ELIGIBLE_ROLE_PATH`] when unset.
+    pub const ELIGIBLE_ROLE_PATH: &str = "PIM_ELIGIBLE_ROLE_PATH";
+
+    /// Every required variable, for checks that they are all set.
     pub const ALL: &[&str] = &[
         TABLE,
         POLICY_FILE,
@@ -35,6 +39,9 @@ pub mod vars {
         SCHEDULER_ROLE_ARN,
     ];
 }
+
+/// The IAM path of eligible roles when [`vars::ELIGIBLE_ROLE_PATH`] is unset.
+pub const DEFAULT_ELIGIBLE_ROLE_PATH: &str = "/pim/";
 
 /// The typed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +62,8 @@ pub struct Settings {
     pub revocation_arn: String,
     /// Scheduler execution role ARN.
     pub scheduler_role_arn: String,
+    /// IAM path prefix of the requesters' roles (`/pim/`), what the sweep lists.
+    pub eligible_role_path: String,
 }
 
 impl Settings {
@@ -78,6 +87,16 @@ impl Settings {
                 vars::PUBLIC_URL
             )));
         }
+        let eligible_role_path = lookup(vars::ELIGIBLE_ROLE_PATH)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| DEFAULT_ELIGIBLE_ROLE_PATH.into());
+        if !(eligible_role_path.starts_with('/') && eligible_role_path.ends_with('/')) {
+            return Err(PimError::Config(format!(
+                "{} must start and end with '/', found '{eligible_role_path}'",
+                vars::ELIGIBLE_ROLE_PATH
+            )));
+        }
         Ok(Self {
             table: get(vars::TABLE)?,
             policy_file: get(vars::POLICY_FILE)?,
@@ -87,6 +106,7 @@ impl Settings {
             schedule_group: get(vars::SCHEDULE_GROUP)?,
             revocation_arn: get(vars::REVOCATION_ARN)?,
             scheduler_role_arn: get(vars::SCHEDULER_ROLE_ARN)?,
+            eligible_role_path,
         })
     }
 }
@@ -119,5 +139,19 @@ mod tests {
         assert_eq!(settings.public_url, "https://pim.example.com");
         env.insert(vars::PUBLIC_URL, "javascript:alert(1)".into());
         assert!(Settings::from_lookup(|name| env.get(name).cloned()).is_err());
+    }
+
+    #[test]
+    fn the_eligible_role_path_defaults_and_must_be_a_path() {
+        let mut env = full();
+        env.insert(vars::PUBLIC_URL, "https://pim.example.com".into());
+        let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+        assert_eq!(settings.eligible_role_path, "/pim/");
+        env.insert(vars::ELIGIBLE_ROLE_PATH, "/teams/pim/".into());
+        let settings = Settings::from_lookup(|name| env.get(name).cloned()).unwrap();
+        assert_eq!(settings.eligible_role_path, "/teams/pim/");
+        env.insert(vars::ELIGIBLE_ROLE_PATH, "pim".into());
+        let err = Settings::from_lookup(|name| env.get(name).cloned()).unwrap_err();
+        assert!(err.to_string().contains(vars::ELIGIBLE_ROLE_PATH), "{err}");
     }
 }

@@ -13,6 +13,8 @@
 //!   mail, MAC signing), with [`clock`] for time.
 //! - [`service`]: the domain operations the functions call, one per use case.
 //! - [`adapters`]: one module per AWS service implementing the ports with the official SDK.
+//! - [`backoff`]: capped, jittered retries of calls that must eventually succeed.
+//! - [`metrics`]: operational metrics as CloudWatch embedded metric format lines.
 //! - [`config`]: the typed settings every function reads once, at cold start.
 //! - [`api`]: problem documents and HTTP helpers shared by the HTTP functions.
 //! - [`error`]: the one domain error type.
@@ -20,12 +22,14 @@
 pub mod adapters;
 pub mod api;
 pub mod audit;
+pub mod backoff;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod render;

@@ -151,6 +151,10 @@ pub struct AccessRequest {
     /// Why the request ended the way it did, for failures and cancellations.
     #[serde(default)]
     pub reason: Option<String>,
+    /// What the sweep found wrong with an active grant (its policy missing from the role),
+    /// so a human looks and the sweep reports it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
 }
 
 /// What the scheduler delivers to the revocation function at a grant's end.
@@ -270,6 +274,20 @@ impl AccessRequest {
         Ok(self.next(RequestState::Expired, at))
     }
 
+    /// A fact worth recording (a failed revocation, a drift found) that leaves the state as
+    /// it is; the version still moves so the record is ordered and the write conditional.
+    pub fn note(&self, at: DateTime<Utc>) -> Self {
+        self.next(self.state, at)
+    }
+
+    /// Marks an active grant whose policy is missing from the role.
+    pub fn mark_drift(&self, what: &str, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Active], "marked")?;
+        let mut next = self.next(self.state, at);
+        next.drift = Some(what.into());
+        Ok(next)
+    }
+
     /// Access could not be put in place and was rolled back.
     pub fn fail(&self, reason: &str, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_state(&[RequestState::Approved], "failed")?;
@@ -343,6 +361,7 @@ mod tests {
             decisions: vec![],
             grant: None,
             reason: None,
+            drift: None,
         }
     }
 

@@ -40,6 +40,15 @@ pub trait RequestStore: Send + Sync {
 
     /// Writes the record of a refusal that changed nothing else.
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Every request whose grant may hold access (approved or active), read strongly
+    /// consistently and paged through to the end.
+    async fn live_grants(&self) -> Result<Vec<AccessRequest>>;
+
+    /// Writes the record of a finding that belongs to no request transition (an orphan
+    /// policy removed, standing access seen), once per `key`: `false` if a finding with this
+    /// key was recorded before, so repeated sweeps do not repeat themselves.
+    async fn record_finding(&self, key: &str, record: &AuditRecord) -> Result<bool>;
 }
 
 /// What became of a policy removal.
@@ -49,6 +58,19 @@ pub enum Removal {
     Deleted,
     /// There was nothing to remove; as good as deleted.
     AlreadyGone,
+}
+
+/// An eligible role and the policies it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePolicies {
+    /// The role's name.
+    pub role_name: String,
+    /// The role's ARN.
+    pub role_arn: String,
+    /// Names of its inline policies.
+    pub inline: Vec<String>,
+    /// ARNs of the managed policies attached to it.
+    pub attached: Vec<String>,
 }
 
 /// Writes and removes grant policies on requesters' IAM roles.
@@ -64,6 +86,13 @@ pub trait PolicyBinder: Send + Sync {
 
     /// Removes the inline policy; a policy already gone is success.
     async fn delete_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<Removal>;
+
+    /// Whether the inline policy is on the role now.
+    async fn has_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<bool>;
+
+    /// Every role under the IAM path `path_prefix` with its inline and attached policies,
+    /// paged through to the end.
+    async fn eligible_roles(&self, path_prefix: &str) -> Result<Vec<RolePolicies>>;
 }
 
 /// Schedules the one-time revocation of each grant.
@@ -80,6 +109,9 @@ pub trait ExpiryScheduler: Send + Sync {
 
     /// Deletes the schedule; one already gone is success.
     async fn cancel_expiry(&self, name: &str) -> Result<()>;
+
+    /// The names of every schedule in the group, paged through to the end.
+    async fn scheduled_names(&self) -> Result<std::collections::HashSet<String>>;
 }
 
 /// An email with a plain-text and an HTML part.

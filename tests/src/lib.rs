@@ -5,6 +5,12 @@
 //! every SDK call as the emulator's `x-moto-account-id` header. The stack's clock is a
 //! [`ManualClock`], so tests move time instead of waiting. SDK retries are off, so a
 //! mistake fails fast instead of being retried for seconds.
+//!
+//! A stack can also talk to the emulator through a [`proxy::FaultProxy`] (see
+//! [`TestStack::through_proxy`]): the domain's clients go through the proxy, while the
+//! test's own clients (`clients`, used to inspect and seed) go straight to the emulator.
+
+pub mod proxy;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -14,14 +20,17 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use pim::adapters::AwsClients;
+use pim::backoff::Backoff;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::ManualClock;
 use pim::config::Settings;
+use pim::metrics::RecordedMetrics;
 use pim::model::ExpiryEvent;
 use pim::service::Pim;
 use pim_local::gateway::{self, CALLER_HEADER, OIDC_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{EXAMPLE_POLICY, StackNames, provision, requester_roles};
+use proxy::FaultProxy;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,13 +79,19 @@ impl Intercept for AccountHeader {
 
 /// SDK clients bound to one emulator account, retries off.
 pub async fn clients_for(account: &str) -> AwsClients {
+    clients_via(account, &emulator_url(), RetryConfig::disabled()).await
+}
+
+/// SDK clients bound to one emulator account, calling `endpoint` (the emulator or a proxy
+/// in front of it) with the SDK retry behaviour `retry`.
+pub async fn clients_via(account: &str, endpoint: &str, retry: RetryConfig) -> AwsClients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(emulator_url())
+        .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
-        .retry_config(RetryConfig::disabled())
+        .retry_config(retry)
         .load()
         .await;
     let header = || AccountHeader(account.to_string());
@@ -121,7 +136,15 @@ pub struct TestStack {
     pub base_url: String,
     /// An HTTP client without cookies or redirects.
     pub http: reqwest::Client,
+    /// The metrics the domain emitted.
+    pub metrics: Arc<RecordedMetrics>,
+    /// The proxy between the domain and the emulator, when there is one.
+    pub proxy: Option<FaultProxy>,
 }
+
+/// The retry budget of test stacks: the production shape, in milliseconds.
+pub const TEST_BACKOFF: Backoff =
+    Backoff { attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(4) };
 
 /// An HTTP answer: status, headers and body.
 #[derive(Debug, Clone)]
@@ -167,6 +190,22 @@ impl TestStack {
 
     /// Provisions a stack with `policy` as its policy document.
     pub async fn with_policy(policy: &str) -> Self {
+        Self::build(policy, None).await
+    }
+
+    /// Provisions a stack whose domain calls AWS through a fresh fault proxy, with the SDK
+    /// retry behaviour `retry` (the test's own clients bypass the proxy).
+    pub async fn through_proxy(retry: RetryConfig) -> Self {
+        let proxy = FaultProxy::start(&emulator_url(), 7).await;
+        Self::build(EXAMPLE_POLICY, Some((proxy, retry))).await
+    }
+
+    /// The stack's proxy; panics for a stack without one.
+    pub fn proxy(&self) -> &FaultProxy {
+        self.proxy.as_ref().expect("a stack started through_proxy")
+    }
+
+    async fn build(policy: &str, proxy: Option<(FaultProxy, RetryConfig)>) -> Self {
         let account = random_account();
         let clients = clients_for(&account).await;
         let catalog = Catalog::from_yaml(policy).expect("test policy is valid");
@@ -182,11 +221,20 @@ impl TestStack {
         };
         let settings = provision(&clients, &catalog, &names).await.expect("provisioning");
         let clock = Arc::new(ManualClock::at(chrono::Utc::now()));
-        let pim = Arc::new(Pim::with_aws(&settings, catalog, &clients, clock.clone()));
+        let domain_clients = match &proxy {
+            Some((proxy, retry)) => clients_via(&account, proxy.url(), retry.clone()).await,
+            None => clients.clone(),
+        };
+        let metrics = Arc::new(RecordedMetrics::default());
+        let mut pim = Pim::with_aws(&settings, catalog, &domain_clients, clock.clone());
+        pim.metrics = metrics.clone();
+        pim.backoff = TEST_BACKOFF;
+        let pim = Arc::new(pim);
         tokio::spawn(gateway::serve(listener, pim.clone()));
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { account, clients, settings, pim, clock, base_url, http }
+        let proxy = proxy.map(|(proxy, _)| proxy);
+        Self { account, clients, settings, pim, clock, base_url, http, metrics, proxy }
     }
 
     /// The stack's current time.

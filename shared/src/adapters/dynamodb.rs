@@ -8,6 +8,12 @@
 //! | audit record | `REQ#<id>` | `AUDIT#<version>` | one per transition, written in the same transaction |
 //! | refusal record | `REFUSAL#<date>` | `<time>#<record id>` | refusals that changed nothing else |
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
+//! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
+//!
+//! [`RequestStore::live_grants`] is a paginated, strongly consistent `Scan` filtered on
+//! `state`: it reads (and is billed for) every item of the table, audit records included,
+//! once per sweep. That is cheap for thousands of requests a day; a table much larger
+//! than that wants a sparse index on live grants instead.
 //!
 //! Every transition is one `TransactWriteItems`: the request put conditioned on the version
 //! it was read at, the audit record put conditioned on not existing, and the link item put
@@ -245,6 +251,47 @@ impl RequestStore for DynamoRequestStore {
         }
         let link_index = consume_link.map(|_| 2);
         self.transact(items).await.map_err(|err| conflict_of(err, link_index))
+    }
+
+    async fn live_grants(&self) -> Result<Vec<AccessRequest>> {
+        let items: Vec<Item> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :request AND (#state = :active OR #state = :approved)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":request", s("REQUEST"))
+            .expression_attribute_values(":active", s(RequestState::Active.as_str()))
+            .expression_attribute_values(":approved", s(RequestState::Approved.as_str()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<_, _>>()
+            .await
+            .map_err(|err| aws_error("dynamodb:Scan", err))?;
+        items.iter().map(decode).collect()
+    }
+
+    async fn record_finding(&self, key: &str, record: &AuditRecord) -> Result<bool> {
+        let mut item = audit_item(record);
+        item.insert("pk".into(), s(format!("FINDING#{key}")));
+        item.insert("sk".into(), s("FINDING"));
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(err) if super::error_code(&err) == Some("ConditionalCheckFailedException") => {
+                Ok(false)
+            }
+            Err(err) => Err(aws_error("dynamodb:PutItem", err)),
+        }
     }
 
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()> {

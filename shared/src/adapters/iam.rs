@@ -3,7 +3,7 @@
 
 use super::{aws_error, error_code};
 use crate::error::Result;
-use crate::ports::{PolicyBinder, Removal};
+use crate::ports::{PolicyBinder, Removal, RolePolicies};
 use async_trait::async_trait;
 
 /// Writes grant policies with `PutRolePolicy` and removes them with `DeleteRolePolicy`.
@@ -51,5 +51,63 @@ impl PolicyBinder for IamInlinePolicyBinder {
             Err(err) if error_code(&err) == Some("NoSuchEntity") => Ok(Removal::AlreadyGone),
             Err(err) => Err(aws_error("iam:DeleteRolePolicy", err)),
         }
+    }
+
+    async fn has_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<bool> {
+        let outcome = self
+            .client
+            .get_role_policy()
+            .role_name(role_name)
+            .policy_name(policy_name)
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(err) if error_code(&err) == Some("NoSuchEntity") => Ok(false),
+            Err(err) => Err(aws_error("iam:GetRolePolicy", err)),
+        }
+    }
+
+    async fn eligible_roles(&self, path_prefix: &str) -> Result<Vec<RolePolicies>> {
+        let roles: Vec<_> = self
+            .client
+            .list_roles()
+            .path_prefix(path_prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<_, _>>()
+            .await
+            .map_err(|err| aws_error("iam:ListRoles", err))?;
+        let mut found = Vec::with_capacity(roles.len());
+        for role in roles {
+            let inline: Vec<String> = self
+                .client
+                .list_role_policies()
+                .role_name(role.role_name())
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<std::result::Result<_, _>>()
+                .await
+                .map_err(|err| aws_error("iam:ListRolePolicies", err))?;
+            let attached: Vec<_> = self
+                .client
+                .list_attached_role_policies()
+                .role_name(role.role_name())
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<std::result::Result<_, _>>()
+                .await
+                .map_err(|err| aws_error("iam:ListAttachedRolePolicies", err))?;
+            found.push(RolePolicies {
+                role_name: role.role_name().to_string(),
+                role_arn: role.arn().to_string(),
+                inline,
+                attached: attached.iter().filter_map(|p| p.policy_arn().map(Into::into)).collect(),
+            });
+        }
+        Ok(found)
     }
 }

@@ -107,6 +107,20 @@ impl ExpiryScheduler for EventBridgeExpiryScheduler {
             Err(err) => Err(aws_error("scheduler:DeleteSchedule", err)),
         }
     }
+
+    async fn scheduled_names(&self) -> Result<std::collections::HashSet<String>> {
+        let schedules: Vec<_> = self
+            .client
+            .list_schedules()
+            .group_name(&self.group)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<_, _>>()
+            .await
+            .map_err(|err| aws_error("scheduler:ListSchedules", err))?;
+        Ok(schedules.iter().filter_map(|s| s.name().map(Into::into)).collect())
+    }
 }
 
 #[cfg(test)]

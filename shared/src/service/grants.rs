@@ -7,11 +7,18 @@
 //! revocation to run at once: a one-time cleanup schedule a minute out. Revocation removes
 //! a grant's policy whenever it is delivered, whatever state the request is in, so a
 //! policy written after its request moved on (an expiry that raced ahead) never survives.
+//!
+//! Removal retries throttling and transient faults with the capped, jittered backoff of
+//! [`Pim::backoff`]. Past that budget it records `grant.revocation_failed` on the request,
+//! counts the failure in a metric and returns a retryable error, so the scheduler delivers
+//! again (its retry policy, then its dead-letter queue) and the next sweep removes the
+//! policy whatever happens to the delivery.
 
 use super::Pim;
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::catalog::role_name_of;
 use crate::error::{PimError, Result};
+use crate::metrics::{Unit, names};
 use crate::model::{AccessRequest, ExpiryEvent, Grant, RequestState};
 use crate::ports::Removal;
 use crate::render::{iam_time, render_grant_policy};
@@ -91,14 +98,16 @@ impl Pim {
         .with("starts_at", iam_time(grant.starts_at))
         .with("ends_at", iam_time(grant.ends_at))
         .with("schedule_name", grant.schedule_name());
-        match self.store.commit_transition(&active, &record, None).await {
-            Ok(()) => {}
-            Err(err @ PimError::Conflict { .. }) => {
-                // The request moved on (an expiry raced ahead): take back what was written.
-                self.request_cleanup(&active.id, &grant).await;
+        if let Err(err) = self.store.commit_transition(&active, &record, None).await {
+            // A lost reply or a retried write that found its own first attempt looks like a
+            // failure or a conflict: only the stored request tells whether ours landed.
+            if !self.stored_as(&active).await {
+                if matches!(err, PimError::Conflict { .. }) {
+                    // The request moved on (an expiry raced ahead): take back what was written.
+                    self.request_cleanup(&active.id, &grant).await;
+                }
                 return Err(err);
             }
-            Err(err) => return Err(err),
         }
         tracing::info!(request_id = %active.id, grant_id = %grant.id, role = %role_name,
             expires_at = %iam_time(grant.ends_at), "grant active");
@@ -106,9 +115,29 @@ impl Pim {
         Ok(active)
     }
 
+    /// Whether the store holds exactly `expected` (same version and state).
+    async fn stored_as(&self, expected: &AccessRequest) -> bool {
+        match self.store.load_request(&expected.id).await {
+            Ok(Some(stored)) => {
+                stored.version == expected.version && stored.state == expected.state
+            }
+            _ => false,
+        }
+    }
+
     /// Ends a grant at its scheduled time: removes its policy and marks it expired.
     /// Delivering the same event again changes nothing more.
     pub async fn expire_grant(&self, event: &ExpiryEvent) -> Result<ExpiryOutcome> {
+        self.end_grant(event, Source::Schedule).await
+    }
+
+    /// Ends a grant on behalf of `source` (its schedule, or the sweep for an overdue grant).
+    pub(crate) async fn end_grant(
+        &self,
+        event: &ExpiryEvent,
+        source: Source,
+    ) -> Result<ExpiryOutcome> {
+        let actor = if source == Source::Sweep { "sweep" } else { "schedule" };
         if event.kind != "grant_expiry" {
             return Err(PimError::invalid(
                 "unknown_event",
@@ -128,7 +157,13 @@ impl Pim {
             // Removal comes first and whatever the state: a policy written after its request
             // moved on must not survive a delivery, and removing nothing is cheap.
             let role_name = role_name_of(&request.target_role_arn);
-            let removal = self.binder.delete_grant_policy(role_name, &grant.policy_name()).await?;
+            let removal = match self.remove_grant_policy(role_name, &grant.policy_name()).await {
+                Ok(removal) => removal,
+                Err(err) => {
+                    self.record_revocation_failure(&request, &err, source).await;
+                    return Err(err);
+                }
+            };
             if !matches!(request.state, RequestState::Active | RequestState::Approved) {
                 if removal == Removal::Deleted {
                     tracing::warn!(request_id = %request.id, grant_id = %grant.id, state = request.state.as_str(),
@@ -143,8 +178,8 @@ impl Pim {
             let record = AuditRecord::new(
                 AuditAction::GrantExpired,
                 Outcome::Success,
-                Actor::system("schedule"),
-                Source::Schedule,
+                Actor::system(actor),
+                source,
                 now,
             )
             .about(&expired)
@@ -154,6 +189,7 @@ impl Pim {
             .with("cleanup_lag_secs", lag);
             match self.store.commit_transition(&expired, &record, None).await {
                 Ok(()) => {
+                    self.observe(names::REVOCATION_LAG, lag.max(0) as f64, Unit::Seconds);
                     tracing::info!(request_id = %request.id, grant_id = %grant.id, role = role_name,
                         lag_secs = lag, "grant expired");
                     return Ok(ExpiryOutcome::Expired { removal });
@@ -163,6 +199,51 @@ impl Pim {
             }
         }
         Err(PimError::conflict("stale_request", "the request kept changing during expiry; retry"))
+    }
+
+    /// Removes a grant policy, retrying what a retry can fix within [`Pim::backoff`].
+    pub(crate) async fn remove_grant_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+    ) -> Result<crate::ports::Removal> {
+        let retried =
+            self.backoff.run(|| self.binder.delete_grant_policy(role_name, policy_name)).await;
+        if retried.retries > 0 {
+            self.observe(names::REVOCATION_RETRIES, f64::from(retried.retries), Unit::Count);
+        }
+        retried.result
+    }
+
+    /// Records that a grant's policy could not be removed, on the request itself, and
+    /// counts it. The grant keeps its state: it still needs ending.
+    async fn record_revocation_failure(
+        &self,
+        request: &AccessRequest,
+        err: &PimError,
+        source: Source,
+    ) {
+        self.observe(names::REVOCATION_FAILURES, 1.0, Unit::Count);
+        let grant_id = request.grant.as_ref().map(|grant| grant.id.clone()).unwrap_or_default();
+        tracing::error!(request_id = %request.id, grant_id = %grant_id, error = ?err,
+            "grant policy could not be removed within the retry budget");
+        let now = self.clock.now();
+        let noted = request.note(now);
+        let record = AuditRecord::new(
+            AuditAction::GrantRevocationFailed,
+            Outcome::Failure,
+            Actor::system(if source == Source::Sweep { "sweep" } else { "schedule" }),
+            source,
+            now,
+        )
+        .about(&noted)
+        .because(err.code(), "the grant policy could not be removed within the retry budget")
+        .with("policy_name", format!("pim-{grant_id}"))
+        .with("attempts", self.backoff.attempts);
+        if let Err(record_err) = self.store.commit_transition(&noted, &record, None).await {
+            tracing::error!(request_id = %request.id, error = ?record_err,
+                "the failed revocation could not be recorded");
+        }
     }
 
     async fn fail_grant(

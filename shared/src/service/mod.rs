@@ -4,6 +4,7 @@
 //! - [`requests`]: create, show, list and cancel requests (the requester's API).
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
+//! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
 //!
 //! Side effects in IAM and the scheduler happen only after the transition that calls for
@@ -13,22 +14,26 @@ pub mod approvals;
 pub mod grants;
 pub mod notify;
 pub mod requests;
+pub mod sweep;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
     KmsLinkSigner, SesMailer,
 };
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::PimError;
+use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
 use crate::ports::{ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore};
 use std::sync::Arc;
 
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
 pub use requests::{Created, NewRequest};
+pub use sweep::SweepReport;
 
 /// The domain with its ports wired; built once per process.
 #[derive(Clone)]
@@ -49,6 +54,12 @@ pub struct Pim {
     pub clock: Arc<dyn Clock>,
     /// Base URL of the API, for links.
     pub public_url: String,
+    /// Operational metrics.
+    pub metrics: Arc<dyn MetricSink>,
+    /// How patiently revocation retries IAM.
+    pub backoff: Backoff,
+    /// IAM path of the roles grants land on, which the sweep inspects.
+    pub eligible_role_path: String,
 }
 
 impl Pim {
@@ -97,7 +108,15 @@ impl Pim {
             signer: Arc::new(KmsLinkSigner::new(clients.kms.clone(), &settings.link_key_id)),
             clock,
             public_url: settings.public_url.clone(),
+            metrics: Arc::new(EmfStdout::new(function_name())),
+            backoff: Backoff::REVOCATION,
+            eligible_role_path: settings.eligible_role_path.clone(),
         }
+    }
+
+    /// Records one observation now.
+    fn observe(&self, name: &'static str, value: f64, unit: Unit) {
+        self.metrics.emit(Metric { name, value, unit }, self.clock.now());
     }
 
     /// Records a refusal that changes nothing else, then hands the refusal back.
@@ -123,6 +142,11 @@ impl Pim {
         tracing::warn!(code = refusal.code(), request_id = subject.request_id, "refused");
         refusal
     }
+}
+
+/// The function's name for metrics: Lambda's own, or the process name elsewhere.
+fn function_name() -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into())
 }
 
 /// What a refusal was about, as far as it is known.

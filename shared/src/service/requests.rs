@@ -95,6 +95,7 @@ impl Pim {
             decisions: vec![],
             grant: None,
             reason: None,
+            drift: None,
         };
 
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.

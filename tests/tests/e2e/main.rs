@@ -6,3 +6,4 @@ mod lifecycle;
 mod links;
 mod races;
 mod refusals;
+mod revocation;
