@@ -622,13 +622,13 @@ impl Checker {
                     .longer_than
                     .as_ref()
                     .map(|t| self.duration(t, &format!("{at}.longer_than")));
-                if let (Some(min), Some(max)) = (rule.longer_than_secs, rule.max_secs) {
-                    if min >= max {
-                        self.error(
-                            format!("{at}.longer_than"),
-                            "no duration is both longer than this and at most max_duration",
-                        );
-                    }
+                if let (Some(min), Some(max)) = (rule.longer_than_secs, rule.max_secs)
+                    && min >= max
+                {
+                    self.error(
+                        format!("{at}.longer_than"),
+                        "no duration is both longer than this and at most max_duration",
+                    );
                 }
                 rule.requester_in = (!when.requester_in.is_empty()).then(|| {
                     self.subjects(&when.requester_in, &format!("{at}.requester_in"), true)
@@ -865,6 +865,38 @@ roles:
                 .any(|p| p.message == "every request is granted without approval")
         );
         assert!(Catalog::from_yaml(&open).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever actions and resources a document names, an accepted document never
+        /// grants IAM, role assumption or the organization, and every statement it renders
+        /// carries both time conditions.
+        #[test]
+        fn accepted_documents_never_grant_iam_and_always_expire(
+            actions in proptest::collection::vec("(iam|sts|s3|ec2|organizations|\\*|i\\*|s\\?s)(:[A-Za-z*?]{1,12})?", 1..4),
+            resource in "(\\*|arn:aws:s3:::[a-z*]{1,8})",
+        ) {
+            let quoted: Vec<String> = actions.iter().map(|a| format!("'{a}'")).collect();
+            let source = BASE.replacen(
+                "['s3:GetObject'], resources: ['arn:aws:s3:::bucket/*']",
+                &format!("[{}], resources: ['{resource}']", quoted.join(", ")),
+                1,
+            );
+            let Ok(catalog) = Catalog::from_yaml(&source) else { return Ok(()) };
+            let role = catalog.role("r").unwrap();
+            for action in role.statements.iter().flat_map(|s| &s.actions) {
+                for forbidden in FORBIDDEN_ACTIONS {
+                    proptest::prop_assert!(!glob_matches(action, forbidden), "{action} grants {forbidden}");
+                }
+            }
+            let start = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            let window = GrantWindow { starts_at: start, ends_at: start + chrono::Duration::hours(1) };
+            let document: serde_json::Value = serde_json::from_str(&render_grant_policy(role, window).unwrap()).unwrap();
+            for statement in document["Statement"].as_array().unwrap() {
+                proptest::prop_assert!(statement["Condition"]["DateGreaterThan"]["aws:CurrentTime"].is_string());
+                proptest::prop_assert!(statement["Condition"]["DateLessThan"]["aws:CurrentTime"].is_string());
+            }
+        }
     }
 
     #[test]

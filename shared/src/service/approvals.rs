@@ -86,10 +86,10 @@ impl Pim {
         }
         // Eligibility is checked again: someone removed from the policy while the request
         // waited must not be granted.
-        if verdict == Verdict::Approve {
-            if let Err(refusal) = self.still_eligible(&request) {
-                return Err(self.refuse_decision(actor, subject, refusal).await);
-            }
+        if verdict == Verdict::Approve
+            && let Err(refusal) = self.still_eligible(&request)
+        {
+            return Err(self.refuse_decision(actor, subject, refusal).await);
         }
 
         let now = self.clock.now();

@@ -385,13 +385,13 @@ fn checked_justification(text: &str, role: &CatalogRole, break_glass: bool) -> R
             format!("the justification must be {minimum} to {MAX_JUSTIFICATION_CHARS} characters"),
         ));
     }
-    if let Some(pattern) = &role.constraints.justification_pattern {
-        if !pattern.is_match(trimmed) {
-            return Err(PimError::invalid(
-                "invalid_justification",
-                format!("the justification must match {}", pattern.as_str()),
-            ));
-        }
+    if let Some(pattern) = &role.constraints.justification_pattern
+        && !pattern.is_match(trimmed)
+    {
+        return Err(PimError::invalid(
+            "invalid_justification",
+            format!("the justification must match {}", pattern.as_str()),
+        ));
     }
     Ok(trimmed.to_string())
 }

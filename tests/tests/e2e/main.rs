@@ -4,6 +4,7 @@
 
 mod lifecycle;
 mod links;
+mod policy;
 mod races;
 mod refusals;
 mod revocation;

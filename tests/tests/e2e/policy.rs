@@ -1,0 +1,198 @@
+//! The policy engine at work through the API: quorum, auto-approval, constraints,
+//! break-glass, and eligibility checked again when an approval would grant.
+
+use pim::catalog::Catalog;
+use pim::model::Verdict;
+use pim::service::Pim;
+use pim_tests::{TestStack, people};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A Thursday, 11:00 in Berlin: inside the example's office hours.
+const THURSDAY_MORNING: &str = "2026-12-03T10:00:00Z";
+
+async fn stack_on_thursday() -> TestStack {
+    let stack = TestStack::start().await;
+    stack.clock.set(THURSDAY_MORNING.parse().unwrap());
+    stack
+}
+
+fn actions(request: &Value) -> Vec<String> {
+    let history = request["history"].as_array().unwrap();
+    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
+}
+
+fn admin_request(minutes: u64, ticket: &str, marker: &str) -> Value {
+    json!({
+        "role": "prod-admin",
+        "duration": format!("{minutes}m"),
+        "ticket": ticket,
+        "justification": format!("restart the stuck fleet, {marker}"),
+    })
+}
+
+#[tokio::test]
+async fn a_two_person_rule_grants_only_at_the_second_approval() {
+    let stack = stack_on_thursday().await;
+    let created = stack.create(people::BOB, admin_request(60, "CHG-1", &stack.account)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let created = created.json();
+    assert_eq!(created["approval_rule"], "two-person");
+    assert_eq!(created["quorum"], 2);
+    assert_eq!(created["approvers"], json!(["carol", "erin"]));
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let first = stack.press(&stack.link_for("carol@example.com", &id).await, "approve").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert!(first.text.contains("1 of 2 approvals"), "{}", first.text);
+    let shown = stack.show(people::BOB, &id).await.json();
+    assert_eq!(shown["state"], "pending");
+    assert!(stack.role_policies("bob-workload").await.is_empty(), "one approval grants nothing");
+
+    let second = stack.press(&stack.link_for("erin@example.com", &id).await, "approve").await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    let shown = stack.show(people::BOB, &id).await.json();
+    assert_eq!(shown["state"], "active");
+    assert_eq!(stack.role_policies("bob-workload").await.len(), 1);
+    assert_eq!(
+        actions(&shown),
+        ["request.created", "request.approval_recorded", "request.approved", "grant.activated"]
+    );
+    let history = shown["history"].as_array().unwrap();
+    assert_eq!(history[1]["details"]["approvals"], 1);
+    assert_eq!(history[2]["details"]["approval_rule"], "two-person");
+    assert_eq!(history[0]["details"]["ticket"], "CHG-1");
+}
+
+#[tokio::test]
+async fn a_deny_after_one_approval_ends_a_two_person_request() {
+    let stack = stack_on_thursday().await;
+    let id =
+        stack.create(people::BOB, admin_request(60, "CHG-2", &stack.account)).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    stack.press(&stack.link_for("carol@example.com", &id).await, "approve").await;
+    let denied = stack.press(&stack.link_for("erin@example.com", &id).await, "deny").await;
+    assert_eq!(denied.status, 200, "{}", denied.text);
+    assert_eq!(stack.show(people::BOB, &id).await.json()["state"], "denied");
+    assert!(stack.role_policies("bob-workload").await.is_empty());
+}
+
+#[tokio::test]
+async fn on_call_short_requests_are_granted_at_once_and_limited_to_one_at_a_time() {
+    let stack = stack_on_thursday().await;
+    let marker = stack.account.clone();
+    let created = stack.create(people::ALICE, admin_request(10, "INC-7", &marker)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let created = created.json();
+    assert_eq!(created["state"], "active");
+    assert_eq!(created["approval_rule"], "on-call-short");
+    assert_eq!(created["approvers"], json!([]));
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(stack.role_policies("alice-workload").await.len(), 1);
+    assert!(stack.all_mail_to("carol@example.com", &id).await.is_empty(), "nobody is asked");
+
+    let shown = stack.show(people::ALICE, &id).await.json();
+    assert_eq!(actions(&shown), ["request.created", "request.approved", "grant.activated"]);
+    assert_eq!(shown["history"][1]["actor"]["id"], "policy");
+
+    // max_active_grants is 1: a second grant of the role is refused while the first lives.
+    let second = stack.create(people::ALICE, admin_request(10, "INC-8", &marker)).await;
+    assert_eq!(
+        (second.status, second.code().as_str()),
+        (403, "too_many_active_grants"),
+        "{}",
+        second.text
+    );
+    assert!(stack.refusals().await.iter().any(|r| r["code"] == "too_many_active_grants"));
+}
+
+#[tokio::test]
+async fn role_constraints_are_enforced_before_anything_is_stored() {
+    let stack = stack_on_thursday().await;
+    let before = stack.snapshot().await;
+    let cases = [
+        (
+            json!({ "role": "prod-admin", "duration": "1h", "justification": "restart the stuck fleet now" }),
+            "invalid_ticket",
+        ),
+        (
+            json!({ "role": "prod-admin", "duration": "1h", "ticket": "JIRA-1", "justification": "restart the stuck fleet now" }),
+            "invalid_ticket",
+        ),
+        (
+            json!({ "role": "prod-admin", "duration": "1h", "ticket": "INC-1", "justification": "restart fleet" }),
+            "invalid_justification",
+        ),
+        (
+            json!({ "role": "prod-admin", "duration": "3h", "ticket": "INC-1", "justification": "restart the stuck fleet now" }),
+            "duration_over_maximum",
+        ),
+    ];
+    for (body, code) in cases {
+        let answer = stack.create(people::BOB, body.clone()).await;
+        assert_eq!((answer.status, answer.code().as_str()), (400, code), "{body}: {}", answer.text);
+    }
+    assert_eq!(stack.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn break_glass_grants_at_once_alerts_every_approver_and_is_recorded_as_high_severity() {
+    let stack = stack_on_thursday().await;
+    let marker = format!("break-glass {}", stack.account);
+    let body = |minutes: u64| {
+        json!({
+            "role": "prod-admin", "duration": format!("{minutes}m"), "ticket": "INC-99", "break_glass": true,
+            "justification": format!("production is down and nobody answers, {marker}"),
+        })
+    };
+
+    let too_long = stack.create(people::BOB, body(45)).await;
+    assert_eq!((too_long.status, too_long.code().as_str()), (400, "duration_over_maximum"));
+    let not_allowed = stack
+        .create(people::BOB, json!({ "role": "prod-readonly", "break_glass": true, "justification": format!("everything is on fire {marker}") }))
+        .await;
+    assert_eq!((not_allowed.status, not_allowed.code().as_str()), (403, "break_glass_not_allowed"));
+
+    let created = stack.create(people::BOB, body(20)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let created = created.json();
+    assert_eq!(
+        (created["state"].as_str(), created["break_glass"].as_bool()),
+        (Some("active"), Some(true))
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(stack.role_policies("bob-workload").await.len(), 1);
+    for approver in ["carol@example.com", "erin@example.com"] {
+        let alert = stack.mail_to(approver, &id).await;
+        assert!(alert.subject.contains("BREAK-GLASS"), "{}", alert.subject);
+    }
+    let shown = stack.show(people::BOB, &id).await.json();
+    let history = shown["history"].as_array().unwrap();
+    assert_eq!(history[0]["details"]["severity"], "high");
+    assert_eq!(history[1]["details"]["review_required"], true);
+}
+
+#[tokio::test]
+async fn someone_removed_from_the_policy_while_waiting_is_not_granted() {
+    let stack = TestStack::start().await;
+    let id = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
+    let link = stack.link_for("carol@example.com", &id).await;
+    let token = link.rsplit('/').next().unwrap().to_string();
+
+    // The policy is redeployed without alice among the engineers.
+    let amended =
+        pim_local::provision::EXAMPLE_POLICY.replace("engineers: [alice, bob]", "engineers: [bob]");
+    let redeployed =
+        Pim { catalog: Arc::new(Catalog::from_yaml(&amended).unwrap()), ..(*stack.pim).clone() };
+    let err = redeployed.decide(&token, Verdict::Approve).await.unwrap_err();
+    assert_eq!(err.code(), "requester_not_eligible");
+    assert_eq!(stack.show(people::ALICE, &id).await.json()["state"], "pending");
+    assert!(stack.role_policies("alice-workload").await.is_empty());
+    assert!(stack.refusals().await.iter().any(|r| r["code"] == "requester_not_eligible"));
+
+    // Denying is still possible.
+    let denied = redeployed.decide(&token, Verdict::Deny).await.unwrap();
+    assert_eq!(denied.state, pim::model::RequestState::Denied);
+}
