@@ -333,6 +333,21 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_document_stops_the_load_naming_file_line_and_problem() {
+        let path = std::env::temp_dir().join(format!("pim-policy-{}.yaml", std::process::id()));
+        std::fs::write(&path, EXAMPLE.replace("quorum: 2", "quorum: 5")).unwrap();
+        let err = Catalog::from_file(path.to_str().unwrap()).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        let message = err.to_string();
+        assert!(message.starts_with("configuration: "), "{message}");
+        assert!(message.contains(path.to_str().unwrap()), "{message}");
+        assert!(message.contains("a quorum of 5 cannot be met by 2 approvers"), "{message}");
+        assert!(message.contains("approval[1].quorum"), "{message}");
+        let missing = Catalog::from_file("/nonexistent/policy.yaml").unwrap_err();
+        assert!(missing.to_string().contains("cannot read policy /nonexistent/policy.yaml"));
+    }
+
+    #[test]
     fn principal_patterns_make_people_eligible_and_the_deny_list_wins() {
         let source = EXAMPLE
             .replace("assumed-role/contractor/dave", "assumed-role/sre-oncall/dave")
