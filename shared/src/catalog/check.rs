@@ -594,18 +594,8 @@ impl Checker {
                     }
                 }
             }
-            let mut rule = ApprovalRule {
-                name: doc.name.clone(),
-                auto_approve: doc.auto_approve,
-                approvers,
-                quorum: doc.quorum,
-                max_secs: None,
-                longer_than_secs: None,
-                requester_in: None,
-                requester_not_in: None,
-                window: None,
-                outside_window: None,
-            };
+            let mut rule =
+                ApprovalRule::unconditional(&doc.name, doc.auto_approve, approvers, doc.quorum);
             if let Some(when) = &doc.when {
                 let at = format!("{here}.when");
                 rule.max_secs = when

@@ -127,6 +127,27 @@ pub struct ApprovalRule {
 }
 
 impl ApprovalRule {
+    /// A rule without conditions; conditions are set on the returned value.
+    pub fn unconditional(
+        name: &str,
+        auto_approve: bool,
+        approvers: BTreeSet<String>,
+        quorum: u32,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            auto_approve,
+            approvers,
+            quorum,
+            max_secs: None,
+            longer_than_secs: None,
+            requester_in: None,
+            requester_not_in: None,
+            window: None,
+            outside_window: None,
+        }
+    }
+
     /// Whether the rule applies to this request.
     pub fn applies(
         &self,
@@ -223,18 +244,7 @@ mod tests {
     }
 
     fn rule(name: &str, auto: bool, quorum: u32) -> ApprovalRule {
-        ApprovalRule {
-            name: name.into(),
-            auto_approve: auto,
-            approvers: BTreeSet::new(),
-            quorum,
-            max_secs: None,
-            longer_than_secs: None,
-            requester_in: None,
-            requester_not_in: None,
-            window: None,
-            outside_window: None,
-        }
+        ApprovalRule::unconditional(name, auto, BTreeSet::new(), quorum)
     }
 
     #[test]
