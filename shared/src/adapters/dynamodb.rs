@@ -44,12 +44,20 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoRequestStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    scan_page: Option<i32>,
 }
 
 impl DynamoRequestStore {
     /// A store on `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), scan_page: None }
+    }
+
+    /// Reads scans `items` items a page instead of DynamoDB's 1 MB pages: more, smaller
+    /// calls. Useful to bound one call's cost, and to exercise paging on small tables.
+    pub fn with_scan_page(mut self, items: i32) -> Self {
+        self.scan_page = Some(items);
+        self
     }
 
     fn put(&self, item: Item, condition: &str, values: Option<Item>) -> Result<TransactWriteItem> {
@@ -264,6 +272,7 @@ impl RequestStore for DynamoRequestStore {
             .expression_attribute_values(":active", s(RequestState::Active.as_str()))
             .expression_attribute_values(":approved", s(RequestState::Approved.as_str()))
             .consistent_read(true)
+            .set_limit(self.scan_page)
             .into_paginator()
             .items()
             .send()

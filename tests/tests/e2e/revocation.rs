@@ -373,3 +373,91 @@ async fn elevation_calls_are_counted_and_expiry_costs_three() {
     assert_eq!(expiry, expected.into_iter().collect(), "expiry without faults retries nothing");
     assert!(counts.contains_key(&key("iam", "PutRolePolicy")), "{counts:?}");
 }
+
+/// Many eligible roles (more than one IAM page), many live grants (several scan pages), and
+/// throttling on the sweep's reads and deletes: one pass still finds and repairs everything,
+/// and a second changes nothing.
+#[tokio::test]
+async fn the_sweep_pages_through_many_roles_and_grants_and_rides_out_throttling() {
+    use pim::adapters::DynamoRequestStore;
+    use pim::model::{AccessRequest, Grant, RequestState};
+    use std::sync::Arc;
+
+    let stack = TestStack::through_proxy(retries_on()).await;
+    let iam = &stack.clients.iam;
+    let trust = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow",
+        "Principal": { "Service": "ec2.amazonaws.com" }, "Action": "sts:AssumeRole" }] })
+    .to_string();
+    for n in 0..110 {
+        iam.create_role()
+            .path("/pim/")
+            .role_name(format!("extra-{n:03}"))
+            .assume_role_policy_document(&trust)
+            .send()
+            .await
+            .unwrap();
+    }
+    let orphan = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": "*" }] })
+    .to_string();
+    iam.put_role_policy()
+        .role_name("extra-109")
+        .policy_name("pim-grant-lost")
+        .policy_document(&orphan)
+        .send()
+        .await
+        .unwrap();
+
+    // Thirty active grants whose policies never reached the role, seeded in the store.
+    let now = stack.clock_now();
+    let through_proxy =
+        pim_tests::clients_via(&stack.account, stack.proxy().url(), retries_on()).await;
+    let store =
+        DynamoRequestStore::new(through_proxy.dynamodb, &stack.settings.table).with_scan_page(7);
+    let seeded = stack.alice_requests_readonly().await;
+    let template: AccessRequest = serde_json::from_value(seeded).unwrap();
+    for n in 0..30 {
+        let request = AccessRequest {
+            id: format!("req-seeded-{n:02}"),
+            state: RequestState::Active,
+            grant: Some(Grant {
+                id: format!("grant-seeded-{n:02}"),
+                starts_at: now,
+                ends_at: now + Duration::hours(1),
+            }),
+            ..template.clone()
+        };
+        let record = pim::audit::AuditRecord::new(
+            pim::audit::AuditAction::GrantActivated,
+            pim::audit::Outcome::Success,
+            pim::audit::Actor::system("test"),
+            pim::audit::Source::Api,
+            now,
+        )
+        .about(&request);
+        pim::ports::RequestStore::create_request(&store, &request, &record).await.unwrap();
+    }
+    let pim = pim::service::Pim { store: Arc::new(store), ..(*stack.pim).clone() };
+
+    stack.proxy().reset_counts();
+    stack.proxy().throttle("iam", "ListRolePolicies", 2);
+    stack.proxy().throttle("iam", "DeleteRolePolicy", 1);
+    stack.proxy().throttle("dynamodb", "Scan", 1);
+    let report = pim.sweep().await.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.orphans_removed, ["extra-109/pim-grant-lost"]);
+    assert_eq!(report.missing_policies.len(), 30, "every scan page was read");
+    assert!(stack.proxy().count("iam", "ListRoles") >= 2, "roles came in more than one page");
+    let scans = stack.proxy().count("dynamodb", "Scan");
+    assert!(
+        scans >= 5,
+        "grants came in several pages: {scans} scans, {:?}",
+        stack.proxy().counts()
+    );
+    assert!(stack.role_policies("extra-109").await.is_empty());
+
+    let before = stack.snapshot().await;
+    let again = pim.sweep().await.unwrap();
+    assert!(again.changed_nothing(), "{again:?}");
+    assert_eq!(stack.snapshot().await, before);
+}
