@@ -22,6 +22,8 @@ pub mod vars {
     pub const REVOCATION_ARN: &str = "PIM_REVOCATION_ARN";
     /// Role the scheduler assumes to invoke the revocation function.
     pub const SCHEDULER_ROLE_ARN: &str = "PIM_SCHEDULER_ROLE_ARN";
+    /// SQS queue that receives expiry deliveries the scheduler gave up on.
+    pub const SCHEDULE_DLQ_ARN: &str = "PIM_SCHEDULE_DLQ_ARN";
 
     /// Every variable, for checks that they are all set.
     pub const ALL: &[&str] = &[
@@ -33,6 +35,7 @@ pub mod vars {
         SCHEDULE_GROUP,
         REVOCATION_ARN,
         SCHEDULER_ROLE_ARN,
+        SCHEDULE_DLQ_ARN,
     ];
 }
 
@@ -55,6 +58,8 @@ pub struct Settings {
     pub revocation_arn: String,
     /// Scheduler execution role ARN.
     pub scheduler_role_arn: String,
+    /// Dead-letter queue ARN of the expiry schedules.
+    pub schedule_dlq_arn: String,
 }
 
 impl Settings {
@@ -87,6 +92,7 @@ impl Settings {
             schedule_group: get(vars::SCHEDULE_GROUP)?,
             revocation_arn: get(vars::REVOCATION_ARN)?,
             scheduler_role_arn: get(vars::SCHEDULER_ROLE_ARN)?,
+            schedule_dlq_arn: get(vars::SCHEDULE_DLQ_ARN)?,
         })
     }
 }
