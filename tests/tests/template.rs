@@ -478,7 +478,10 @@ fn routes_are_authorized(template: &Value) -> Findings {
     findings
 }
 
-const RULES: &[(&str, fn(&Value) -> Findings)] = &[
+/// A rule: what it finds wrong with a template.
+type Rule = fn(&Value) -> Findings;
+
+const RULES: &[(&str, Rule)] = &[
     ("functions run as declared roles", functions_run_as_declared_roles),
     ("each role allows exactly its actions", each_role_allows_exactly_its_actions),
     ("no wildcard resources", no_wildcard_resources),
