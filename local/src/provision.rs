@@ -3,6 +3,9 @@
 //! usage from the template), the schedule group, the scheduler's role and the sender
 //! identity; plus what the template leaves to the operator: the requesters' own IAM roles
 //! named in the policy document.
+//!
+//! The schedules' dead-letter queue is named, not created: the stack has no SQS client and
+//! the emulator never fires a schedule, so nothing could reach the queue here.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -39,6 +42,15 @@ pub struct StackNames {
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// The properties of the template's resource with this logical id and type.
+fn resource<'a>(template: &'a Value, logical_id: &str, kind: &str) -> Result<&'a Value, Failure> {
+    let resource = &template["Resources"][logical_id];
+    if resource["Type"].as_str() != Some(kind) {
+        return Err(format!("the template declares no {kind} named {logical_id}").into());
+    }
+    Ok(&resource["Properties"])
+}
+
 /// One resource of the template.
 fn resource_of_type<'a>(template: &'a Value, kind: &str) -> Result<&'a Value, Failure> {
     let resources = template["Resources"].as_mapping().ok_or("the template has no Resources")?;
@@ -64,7 +76,8 @@ pub async fn provision(
     create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table)
         .await?;
     let link_key_id =
-        create_link_key(clients, resource_of_type(&template, "AWS::KMS::Key")?).await?;
+        create_link_key(clients, resource(&template, "LinkKey", "AWS::KMS::Key")?).await?;
+    resource(&template, "ScheduleDeadLetterQueue", "AWS::SQS::Queue")?;
     resource_of_type(&template, "AWS::Scheduler::ScheduleGroup")?;
     clients.scheduler.create_schedule_group().name(&names.schedule_group).send().await?;
     clients.ses.create_email_identity().email_identity(&names.sender).send().await?;
@@ -87,6 +100,7 @@ pub async fn provision(
         ),
         scheduler_role_arn,
         eligible_role_path: pim::config::DEFAULT_ELIGIBLE_ROLE_PATH.into(),
+        schedule_dlq_arn: format!("arn:aws:sqs:us-east-1:{}:pim-schedule-dlq", names.account),
     })
 }
 
@@ -229,6 +243,9 @@ mod tests {
         for kind in ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Scheduler::ScheduleGroup"] {
             assert!(resource_of_type(&template, kind).is_ok(), "{kind}");
         }
+        let key = resource(&template, "LinkKey", "AWS::KMS::Key").unwrap();
+        assert_eq!(key["KeyUsage"].as_str(), Some("GENERATE_VERIFY_MAC"));
+        assert!(resource(&template, "LinkKey", "AWS::SQS::Queue").is_err());
         let table = resource_of_type(&template, "AWS::DynamoDB::Table").unwrap();
         let index = &table["GlobalSecondaryIndexes"][0]["IndexName"];
         assert_eq!(index.as_str(), Some(pim::adapters::dynamodb::REQUESTER_INDEX));

@@ -22,6 +22,8 @@ pub mod vars {
     pub const REVOCATION_ARN: &str = "PIM_REVOCATION_ARN";
     /// Role the scheduler assumes to invoke the revocation function.
     pub const SCHEDULER_ROLE_ARN: &str = "PIM_SCHEDULER_ROLE_ARN";
+    /// SQS queue that receives expiry deliveries the scheduler gave up on.
+    pub const SCHEDULE_DLQ_ARN: &str = "PIM_SCHEDULE_DLQ_ARN";
 
     /// IAM path of the roles grants may land on, which the sweep inspects. Optional:
     /// [`super::DEFAULT_ELIGIBLE_ROLE_PATH`] when unset.
@@ -37,6 +39,7 @@ pub mod vars {
         SCHEDULE_GROUP,
         REVOCATION_ARN,
         SCHEDULER_ROLE_ARN,
+        SCHEDULE_DLQ_ARN,
     ];
 }
 
@@ -64,6 +67,8 @@ pub struct Settings {
     pub scheduler_role_arn: String,
     /// IAM path prefix of the requesters' roles (`/pim/`), what the sweep lists.
     pub eligible_role_path: String,
+    /// Dead-letter queue ARN of the expiry schedules.
+    pub schedule_dlq_arn: String,
 }
 
 impl Settings {
@@ -107,6 +112,7 @@ impl Settings {
             revocation_arn: get(vars::REVOCATION_ARN)?,
             scheduler_role_arn: get(vars::SCHEDULER_ROLE_ARN)?,
             eligible_role_path,
+            schedule_dlq_arn: get(vars::SCHEDULE_DLQ_ARN)?,
         })
     }
 }

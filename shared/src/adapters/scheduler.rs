@@ -1,6 +1,7 @@
 //! [`ExpiryScheduler`] on EventBridge Scheduler: one one-time `at()` schedule per grant, in
 //! UTC, with no flexible window, deleted after it fires, targeting the revocation function
-//! with the grant's [`ExpiryEvent`] as input.
+//! with the grant's [`ExpiryEvent`] as input. A delivery that still fails after the retry
+//! policy goes to the dead-letter queue, where an alarm watches for it.
 
 use super::{aws_error, error_code};
 use crate::error::{PimError, Result};
@@ -8,8 +9,8 @@ use crate::model::ExpiryEvent;
 use crate::ports::ExpiryScheduler;
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
-    ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
-    Target,
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, ScheduleState, Target,
 };
 use chrono::{DateTime, Utc};
 
@@ -24,21 +25,25 @@ pub struct EventBridgeExpiryScheduler {
     group: String,
     target_arn: String,
     role_arn: String,
+    dead_letter_arn: String,
 }
 
 impl EventBridgeExpiryScheduler {
-    /// A scheduler writing into `group`, invoking `target_arn` as `role_arn`.
+    /// A scheduler writing into `group`, invoking `target_arn` as `role_arn`, with failed
+    /// deliveries sent to the SQS queue `dead_letter_arn`.
     pub fn new(
         client: aws_sdk_scheduler::Client,
         group: impl Into<String>,
         target_arn: impl Into<String>,
         role_arn: impl Into<String>,
+        dead_letter_arn: impl Into<String>,
     ) -> Self {
         Self {
             client,
             group: group.into(),
             target_arn: target_arn.into(),
             role_arn: role_arn.into(),
+            dead_letter_arn: dead_letter_arn.into(),
         }
     }
 }
@@ -73,6 +78,7 @@ impl ExpiryScheduler for EventBridgeExpiryScheduler {
             .role_arn(&self.role_arn)
             .input(input)
             .retry_policy(retry)
+            .dead_letter_config(DeadLetterConfig::builder().arn(&self.dead_letter_arn).build())
             .build()
             .map_err(|err| PimError::aws("scheduler:CreateSchedule", false, err))?;
         let window = FlexibleTimeWindow::builder()

@@ -103,6 +103,7 @@ impl Pim {
                 &settings.schedule_group,
                 &settings.revocation_arn,
                 &settings.scheduler_role_arn,
+                &settings.schedule_dlq_arn,
             )),
             mailer: Arc::new(SesMailer::new(clients.ses.clone(), &settings.sender)),
             signer: Arc::new(KmsLinkSigner::new(clients.kms.clone(), &settings.link_key_id)),

@@ -83,6 +83,8 @@ async fn request_approve_grant_and_expire_end_to_end() {
     let target = schedule.target().unwrap();
     assert_eq!(target.arn(), stack.settings.revocation_arn);
     assert_eq!(target.role_arn(), stack.settings.scheduler_role_arn);
+    let dead_letter = target.dead_letter_config().and_then(|config| config.arn());
+    assert_eq!(dead_letter, Some(stack.settings.schedule_dlq_arn.as_str()));
 
     // The requester is told.
     let told = stack.mail_to("alice@example.com", &id).await;
