@@ -3,6 +3,10 @@
 //! usage from the template), the schedule group, the scheduler's role and the sender
 //! identity; plus what the template leaves to the operator: the requesters' own IAM roles
 //! named in the policy document.
+//!
+//! The audit stream's resources (the audit log group with its retention, and the
+//! checkpoint-signing key) are created by [`provision_audit`] with the properties
+//! `docs/audit-records.md` asks the template to declare.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -11,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use pim::adapters::AwsClients;
 use pim::catalog::Catalog;
-use pim::config::Settings;
+use pim::config::{AuditSettings, Settings};
 use serde_yaml::Value;
 
 /// The template, compiled in so the stack always matches the repository's.
@@ -86,6 +90,40 @@ pub async fn provision(
             names.account
         ),
         scheduler_role_arn,
+    })
+}
+
+/// The retention of the audit log group, in days (a value CloudWatch Logs accepts).
+pub const AUDIT_RETENTION_DAYS: i32 = 400;
+
+/// Creates the audit log group (with its retention) and the checkpoint-signing key, and
+/// returns the audit shipper's settings.
+pub async fn provision_audit(
+    clients: &AwsClients,
+    table: &str,
+    log_group: &str,
+) -> Result<AuditSettings, Failure> {
+    clients.logs.create_log_group().log_group_name(log_group).send().await?;
+    clients
+        .logs
+        .put_retention_policy()
+        .log_group_name(log_group)
+        .retention_in_days(AUDIT_RETENTION_DAYS)
+        .send()
+        .await?;
+    let key = clients
+        .kms
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .description("pim audit checkpoint signing key (local)")
+        .send()
+        .await?;
+    let metadata = key.key_metadata.ok_or("KMS returned no key metadata")?;
+    Ok(AuditSettings {
+        table: table.into(),
+        log_group: log_group.into(),
+        checkpoint_key_id: metadata.arn.unwrap_or(metadata.key_id),
     })
 }
 

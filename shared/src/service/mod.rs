@@ -5,6 +5,7 @@
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
 //! - [`notify`]: the mail each step sends.
+//! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
 //!
 //! Side effects in IAM and the scheduler happen only after the transition that calls for
 //! them has committed, and each is safe to repeat.
@@ -13,6 +14,7 @@ pub mod approvals;
 pub mod grants;
 pub mod notify;
 pub mod requests;
+pub mod shipping;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
@@ -29,6 +31,7 @@ use std::sync::Arc;
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
 pub use requests::{Created, NewRequest};
+pub use shipping::{AuditShipper, Shipped};
 
 /// The domain with its ports wired; built once per process.
 #[derive(Clone)]
