@@ -1,30 +1,21 @@
-//! `pim`, the engineers' command line. Each command group lives in its own module; `main`
-//! parses the arguments and hands over.
-//!
-//! Exit status: 0 success, 1 the document or operation failed, 2 usage error.
+//! `pim`, the engineers' command line. One module per command group under `commands`;
+//! this file only parses the arguments and hands over.
 
-mod policy;
+mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::process::ExitCode;
 
+/// Just-in-time privileged access for AWS.
 #[derive(Debug, Parser)]
-#[command(name = "pim", version, about = "Just-in-time privileged access for AWS")]
+#[command(name = "pim", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: commands::Command,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Check and explain the policy document.
-    #[command(subcommand)]
-    Policy(policy::PolicyCommand),
-}
-
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Policy(command) => policy::run(command),
-    }
+    commands::run(cli.command).await
 }

@@ -13,12 +13,14 @@ use aws_config::{BehaviorVersion, Region};
 use pim::adapters::AwsClients;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::{Clock, SystemClock};
-use pim::service::Pim;
+use pim::service::{AuditShipper, Pim};
 use pim_local::emulator::{Emulator, repository_root};
 use pim_local::firer::fire_due;
 use pim_local::gateway::{self, CALLER_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
-use pim_local::provision::{EXAMPLE_POLICY, StackNames, provision, requester_roles};
+use pim_local::provision::{
+    EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -106,6 +108,8 @@ async fn run() -> Result<(), Failure> {
     say("creating the resources infra/template.yaml declares");
     let settings = provision(&clients, &catalog, &names).await?;
     let pim = Arc::new(Pim::with_aws(&settings, catalog.clone(), &clients, Arc::new(SystemClock)));
+    let audit = provision_audit(&clients, &settings.table, "pim-local-audit").await?;
+    let shipper = AuditShipper::with_aws(&audit, &clients, Arc::new(SystemClock));
 
     tokio::spawn(gateway::serve(listener, pim.clone()));
     say(&format!("API and approval pages at {public_url}"));
@@ -115,6 +119,7 @@ async fn run() -> Result<(), Failure> {
         emulator.url().to_string(),
         settings.schedule_group.clone(),
         catalog,
+        shipper,
     ));
 
     if options.walkthrough {
@@ -304,6 +309,7 @@ async fn watch(
     emulator_url: String,
     group: String,
     catalog: Catalog,
+    shipper: AuditShipper,
 ) {
     let http = reqwest::Client::new();
     let mut seen_mail: HashSet<String> = HashSet::new();
@@ -325,6 +331,15 @@ async fn watch(
                 }
             }
             Err(err) => log(&format!("firing schedules failed: {err}")),
+        }
+        // The audit shipper runs every minute in AWS; here every second, as schedules do.
+        match shipper.ship().await {
+            Ok(shipped) if shipped.records > 0 => log(&format!(
+                "audit: {} records shipped to the log group, chain at {}",
+                shipped.records, shipped.through
+            )),
+            Ok(_) => {}
+            Err(err) => log(&format!("audit shipping failed: {err}")),
         }
         if let Ok(mail) = sent_mail(&http, &emulator_url).await {
             for message in mail.into_iter().filter(|m| seen_mail.insert(m.id.clone())) {

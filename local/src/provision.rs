@@ -6,6 +6,10 @@
 //!
 //! The schedules' dead-letter queue is named, not created: the stack has no SQS client and
 //! the emulator never fires a schedule, so nothing could reach the queue here.
+//!
+//! The audit stream's resources (the audit log group with its retention, and the
+//! checkpoint-signing key) are created by [`provision_audit`] with the properties
+//! `docs/audit-records.md` asks the template to declare.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -14,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use pim::adapters::AwsClients;
 use pim::catalog::Catalog;
-use pim::config::Settings;
+use pim::config::{AuditSettings, Settings};
 use serde_yaml::Value;
 
 /// The template, compiled in so the stack always matches the repository's.
@@ -61,6 +65,18 @@ fn resource_of_type<'a>(template: &'a Value, kind: &str) -> Result<&'a Value, Fa
         .ok_or_else(|| format!("the template declares no {kind}").into())
 }
 
+/// The link key of the template: its KMS key for MACs (the template declares other keys
+/// beside it, for the audit log group and the checkpoints).
+fn mac_key(template: &Value) -> Result<&Value, Failure> {
+    let resources = template["Resources"].as_mapping().ok_or("the template has no Resources")?;
+    resources
+        .values()
+        .filter(|resource| resource["Type"].as_str() == Some("AWS::KMS::Key"))
+        .map(|resource| &resource["Properties"])
+        .find(|properties| properties["KeyUsage"].as_str() == Some("GENERATE_VERIFY_MAC"))
+        .ok_or_else(|| "the template declares no KMS key for GENERATE_VERIFY_MAC".into())
+}
+
 fn text<'a>(value: &'a Value, what: &str) -> Result<&'a str, Failure> {
     value.as_str().ok_or_else(|| format!("the template's {what} is not a string").into())
 }
@@ -75,8 +91,7 @@ pub async fn provision(
     let template: Value = serde_yaml::from_str(TEMPLATE)?;
     create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table)
         .await?;
-    let link_key_id =
-        create_link_key(clients, resource(&template, "LinkKey", "AWS::KMS::Key")?).await?;
+    let link_key_id = create_link_key(clients, mac_key(&template)?).await?;
     resource(&template, "ScheduleDeadLetterQueue", "AWS::SQS::Queue")?;
     resource_of_type(&template, "AWS::Scheduler::ScheduleGroup")?;
     clients.scheduler.create_schedule_group().name(&names.schedule_group).send().await?;
@@ -101,6 +116,40 @@ pub async fn provision(
         scheduler_role_arn,
         eligible_role_path: pim::config::DEFAULT_ELIGIBLE_ROLE_PATH.into(),
         schedule_dlq_arn: format!("arn:aws:sqs:us-east-1:{}:pim-schedule-dlq", names.account),
+    })
+}
+
+/// The retention of the audit log group, in days (a value CloudWatch Logs accepts).
+pub const AUDIT_RETENTION_DAYS: i32 = 400;
+
+/// Creates the audit log group (with its retention) and the checkpoint-signing key, and
+/// returns the audit shipper's settings.
+pub async fn provision_audit(
+    clients: &AwsClients,
+    table: &str,
+    log_group: &str,
+) -> Result<AuditSettings, Failure> {
+    clients.logs.create_log_group().log_group_name(log_group).send().await?;
+    clients
+        .logs
+        .put_retention_policy()
+        .log_group_name(log_group)
+        .retention_in_days(AUDIT_RETENTION_DAYS)
+        .send()
+        .await?;
+    let key = clients
+        .kms
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .description("pim audit checkpoint signing key (local)")
+        .send()
+        .await?;
+    let metadata = key.key_metadata.ok_or("KMS returned no key metadata")?;
+    Ok(AuditSettings {
+        table: table.into(),
+        log_group: log_group.into(),
+        checkpoint_key_id: metadata.arn.unwrap_or(metadata.key_id),
     })
 }
 
@@ -250,5 +299,47 @@ mod tests {
         let index = &table["GlobalSecondaryIndexes"][0]["IndexName"];
         assert_eq!(index.as_str(), Some(pim::adapters::dynamodb::REQUESTER_INDEX));
         assert_eq!(table["TimeToLiveSpecification"]["AttributeName"].as_str(), Some("ttl"));
+        let link_key = mac_key(&template).unwrap();
+        assert_eq!(link_key["KeySpec"].as_str(), Some("HMAC_256"));
+    }
+
+    #[test]
+    fn audit_metric_filters_name_fields_records_and_checkpoints_have() {
+        let file: Value = serde_yaml::from_str(include_str!("../../infra/audit-queries.yaml"))
+            .expect("the audit queries file is YAML");
+        let time = "2026-12-03T10:00:00Z".parse().unwrap();
+        let mut record = pim::audit::AuditRecord::new(
+            pim::audit::AuditAction::GrantActivated,
+            pim::audit::Outcome::Success,
+            pim::audit::Actor::system("grant"),
+            pim::audit::Source::Link,
+            time,
+        )
+        .because("code", "reason")
+        .with("break_glass", true);
+        record.role = Some("prod-admin".into());
+        let record = serde_json::to_value(record).unwrap();
+        let head = pim::audit::chain::ChainHead::genesis();
+        let checkpoint =
+            serde_json::to_value(pim::audit::chain::Checkpoint::of(&head, "key", time)).unwrap();
+
+        let filters = file["metric_filters"].as_sequence().unwrap();
+        assert!(filters.len() >= 2);
+        for filter in filters {
+            let pattern = filter["pattern"].as_str().unwrap();
+            let fields: Vec<&str> = pattern
+                .split("$.")
+                .skip(1)
+                .map(|rest| rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap())
+                .collect();
+            assert!(!fields.is_empty(), "{pattern}");
+            for field in fields {
+                let known = record.get(field).is_some() || checkpoint.get(field).is_some();
+                assert!(known, "{field} of {pattern} is in no record or checkpoint");
+            }
+        }
+        let queries = file["queries"].as_sequence().unwrap();
+        assert!(queries.iter().all(|q| q["name"].as_str().unwrap().starts_with("pim/")));
+        assert_eq!(queries.len(), 6);
     }
 }

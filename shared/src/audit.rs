@@ -6,12 +6,20 @@
 //! `docs/audit-records.md`. Records never carry a link token, a MAC tag or an MFA code. User
 //! text (the justification) is stored as typed; JSON escaping keeps control characters
 //! inert, and the API refuses them in the first place.
+//!
+//! - [`chain`]: the hash rule, the chain head and the signed checkpoints.
+//! - [`verify`]: the verifier of a shipped stream or an export.
+//! - [`query`]: filters for listing records, and the receipt of one grant.
+
+pub mod chain;
+pub mod query;
+pub mod verify;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The schema identifier every record carries.
-pub const AUDIT_SCHEMA: &str = "pim.audit/1";
+pub const AUDIT_SCHEMA: &str = "pim.audit/2";
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +140,16 @@ pub struct AuditRecord {
     pub schema: String,
     /// A random id of the record.
     pub id: String,
+    /// The record's place in the one chain of all records, from 1; no gaps, no repeats.
+    /// Zero until the store seals the record into the chain.
+    #[serde(default)]
+    pub sequence: u64,
+    /// The `hash` of the record before this one (64 zeros for the first record).
+    #[serde(default)]
+    pub prev_hash: String,
+    /// SHA-256 of this record's canonical JSON without the `hash` field (see [`chain`]).
+    #[serde(default)]
+    pub hash: String,
     /// When it happened, UTC.
     pub time: DateTime<Utc>,
     /// What happened.
@@ -151,6 +169,9 @@ pub struct AuditRecord {
     /// The grant concerned, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// The person whose request it is (who would hold, holds or held the role).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
     /// The catalog role concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -177,6 +198,9 @@ impl AuditRecord {
         Self {
             schema: AUDIT_SCHEMA.into(),
             id: uuid::Uuid::new_v4().to_string(),
+            sequence: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
             time,
             action,
             outcome,
@@ -185,6 +209,7 @@ impl AuditRecord {
             request_id: None,
             request_version: None,
             grant_id: None,
+            requester: None,
             role: None,
             code: None,
             reason: None,
@@ -197,6 +222,7 @@ impl AuditRecord {
         self.request_id = Some(request.id.clone());
         self.request_version = Some(request.version);
         self.grant_id = request.grant.as_ref().map(|grant| grant.id.clone());
+        self.requester = Some(request.requester.clone());
         self.role = Some(request.role.clone());
         self
     }

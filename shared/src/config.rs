@@ -29,7 +29,15 @@ pub mod vars {
     /// [`super::DEFAULT_ELIGIBLE_ROLE_PATH`] when unset.
     pub const ELIGIBLE_ROLE_PATH: &str = "PIM_ELIGIBLE_ROLE_PATH";
 
-    /// Every required variable, for checks that they are all set.
+    /// CloudWatch Logs group of the audit stream (the audit shipper and `pim audit`).
+    pub const AUDIT_LOG_GROUP: &str = "PIM_AUDIT_LOG_GROUP";
+    /// KMS asymmetric key that signs audit chain checkpoints (the audit shipper).
+    pub const CHECKPOINT_KEY_ID: &str = "PIM_CHECKPOINT_KEY_ID";
+
+    /// The variables of the audit shipper.
+    pub const AUDIT: &[&str] = &[TABLE, AUDIT_LOG_GROUP, CHECKPOINT_KEY_ID];
+
+    /// Every variable of the request, approval and revocation functions.
     pub const ALL: &[&str] = &[
         TABLE,
         POLICY_FILE,
@@ -117,6 +125,39 @@ impl Settings {
     }
 }
 
+/// The settings of the audit shipper: where the chain is, where it goes, what signs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// DynamoDB table holding the chain.
+    pub table: String,
+    /// CloudWatch Logs group of the audit stream.
+    pub log_group: String,
+    /// KMS key id or ARN of the checkpoint-signing asymmetric key.
+    pub checkpoint_key_id: String,
+}
+
+impl AuditSettings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which returns a variable's value if set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| -> Result<String> {
+            match lookup(name).map(|value| value.trim().to_string()) {
+                Some(value) if !value.is_empty() => Ok(value),
+                _ => Err(PimError::Config(format!("{name} is not set"))),
+            }
+        };
+        Ok(Self {
+            table: get(vars::TABLE)?,
+            log_group: get(vars::AUDIT_LOG_GROUP)?,
+            checkpoint_key_id: get(vars::CHECKPOINT_KEY_ID)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +174,19 @@ mod tests {
             env.insert(vars::PUBLIC_URL, "https://pim.example.com/".into());
             env.remove(missing);
             let err = Settings::from_lookup(|name| env.get(name).cloned()).unwrap_err();
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_audit_setting_is_named() {
+        for missing in vars::AUDIT {
+            let env: HashMap<&str, String> = vars::AUDIT
+                .iter()
+                .filter(|name| *name != missing)
+                .map(|name| (*name, "x".to_string()))
+                .collect();
+            let err = AuditSettings::from_lookup(|name| env.get(name).cloned()).unwrap_err();
             assert!(err.to_string().contains(missing), "{err}");
         }
     }

@@ -8,9 +8,11 @@
 //! - [`model`]: requests and grants, and the state machine that moves them.
 //! - [`render`]: the IAM policy document of a grant, every statement time-bounded.
 //! - [`token`]: the signed approval links and their codec.
-//! - [`audit`]: the versioned audit record written with every transition and refusal.
+//! - [`audit`]: the versioned audit record written with every transition and refusal, its
+//!   hash chain and signed checkpoints, the verifier, and the filters and receipts of reading.
 //! - [`ports`]: the traits the domain needs from the outside world (store, IAM, scheduler,
-//!   mail, MAC signing), with [`clock`] for time.
+//!   mail, MAC signing, the audit chain, the audit stream, checkpoint signing), with
+//!   [`clock`] for time.
 //! - [`service`]: the domain operations the functions call, one per use case.
 //! - [`adapters`]: one module per AWS service implementing the ports with the official SDK.
 //! - [`backoff`]: capped, jittered retries of calls that must eventually succeed.

@@ -6,12 +6,14 @@
 //! outside world is safe to repeat.
 
 use crate::audit::AuditRecord;
+use crate::audit::chain::ChainHead;
 use crate::error::Result;
 use crate::model::{AccessRequest, ExpiryEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// Durable state: requests, their audit records and consumed link ids.
+/// Durable state: requests, their audit records and consumed link ids. Every record it
+/// writes is sealed into the one audit chain in the same transaction as the change.
 #[async_trait]
 pub trait RequestStore: Send + Sync {
     /// Stores a new request with its `request.created` record, in one transaction. Fails
@@ -38,7 +40,7 @@ pub trait RequestStore: Send + Sync {
         consume_link: Option<&str>,
     ) -> Result<()>;
 
-    /// Writes the record of a refusal that changed nothing else.
+    /// Writes the record of a refusal that changed nothing else, into the chain.
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()>;
 
     /// Every request whose grant may hold access (approved or active), read strongly
@@ -145,4 +147,45 @@ pub trait LinkSigner: Send + Sync {
 
     /// Whether `tag` is the MAC of `message`; an invalid tag is `Ok(false)`.
     async fn verify(&self, message: &[u8], tag: &[u8]) -> Result<bool>;
+}
+
+/// The chain of audit records as stored: read in order, and the shipper's cursor.
+#[async_trait]
+pub trait AuditChain: Send + Sync {
+    /// The newest record's sequence and hash, read strongly consistently.
+    async fn chain_head(&self) -> Result<ChainHead>;
+
+    /// Up to `limit` records after sequence `after`, in order, as the JSON text stored.
+    async fn chain_records(&self, after: u64, limit: usize) -> Result<Vec<String>>;
+
+    /// The sequence up to which records have been shipped (0 when none have).
+    async fn shipped_through(&self) -> Result<u64>;
+
+    /// Moves the shipping cursor from `from` to `to`; a cursor that moved meanwhile (another
+    /// shipper) is a conflict.
+    async fn mark_shipped(&self, from: u64, to: u64) -> Result<()>;
+}
+
+/// Where audit records are shipped for review: an append-only stream of JSON lines.
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    /// Appends `lines`, in order, in one call.
+    async fn append(&self, lines: &[String]) -> Result<()>;
+
+    /// Every line of the stream, oldest first.
+    async fn read_all(&self) -> Result<Vec<String>>;
+}
+
+/// Signs and verifies chain checkpoints with an asymmetric key that never leaves KMS.
+#[async_trait]
+pub trait CheckpointSigner: Send + Sync {
+    /// The id of the signing key, as written into checkpoints.
+    fn key_id(&self) -> &str;
+
+    /// The signature of `message`.
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>>;
+
+    /// Whether `signature` is a signature of `message` by the key `key_id`; a wrong
+    /// signature is `Ok(false)`.
+    async fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<bool>;
 }

@@ -23,13 +23,16 @@ use pim::adapters::AwsClients;
 use pim::backoff::Backoff;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::ManualClock;
-use pim::config::Settings;
+use pim::clock::SystemClock;
+use pim::config::{AuditSettings, Settings};
 use pim::metrics::RecordedMetrics;
 use pim::model::ExpiryEvent;
-use pim::service::Pim;
+use pim::service::{AuditShipper, Pim};
 use pim_local::gateway::{self, CALLER_HEADER, OIDC_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
-use pim_local::provision::{EXAMPLE_POLICY, StackNames, provision, requester_roles};
+use pim_local::provision::{
+    EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
+};
 use proxy::FaultProxy;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -96,6 +99,9 @@ pub async fn clients_via(account: &str, endpoint: &str, retry: RetryConfig) -> A
         .await;
     let header = || AccountHeader(account.to_string());
     AwsClients {
+        logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::config::Builder::from(&config).interceptor(header()).build(),
+        ),
         dynamodb: aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&config).interceptor(header()).build(),
         ),
@@ -130,6 +136,11 @@ pub struct TestStack {
     pub settings: Settings,
     /// The domain, as the functions build it.
     pub pim: Arc<Pim>,
+    /// The audit shipper's settings.
+    pub audit: AuditSettings,
+    /// The audit shipper, as its function builds it (on the system clock: CloudWatch
+    /// refuses events far from the present).
+    pub shipper: AuditShipper,
     /// The stack's clock.
     pub clock: Arc<ManualClock>,
     /// The gateway's base URL.
@@ -230,11 +241,27 @@ impl TestStack {
         pim.metrics = metrics.clone();
         pim.backoff = TEST_BACKOFF;
         let pim = Arc::new(pim);
+        let audit = provision_audit(&clients, &settings.table, "pim-test-audit")
+            .await
+            .expect("provisioning the audit stream");
+        let shipper = AuditShipper::with_aws(&audit, &clients, Arc::new(SystemClock));
         tokio::spawn(gateway::serve(listener, pim.clone()));
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let proxy = proxy.map(|(proxy, _)| proxy);
-        Self { account, clients, settings, pim, clock, base_url, http, metrics, proxy }
+        Self {
+            account,
+            clients,
+            settings,
+            pim,
+            audit,
+            shipper,
+            clock,
+            base_url,
+            http,
+            metrics,
+            proxy,
+        }
     }
 
     /// The stack's current time.
@@ -441,27 +468,31 @@ impl TestStack {
         serde_json::from_str(input).expect("schedule input is an expiry event")
     }
 
-    /// Stored refusal records (those that changed nothing else).
+    /// Stored refusal records (those that changed nothing else), in chain order.
     pub async fn refusals(&self) -> Vec<Value> {
-        let scanned = self
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(&self.settings.table)
-            .send()
+        self.chain().await.into_iter().filter(|record| record["outcome"] == "refused").collect()
+    }
+
+    /// Every audit record of the chain, in chain order, read from the table.
+    pub async fn chain(&self) -> Vec<Value> {
+        let lines = pim::ports::AuditChain::chain_records(&self.store(), 0, usize::MAX)
             .await
-            .expect("scan");
-        scanned
-            .items()
-            .iter()
-            .filter(|item| {
-                item.get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|pk| pk.starts_with("REFUSAL#"))
-            })
-            .filter_map(|item| item.get("doc").and_then(|v| v.as_s().ok()))
-            .map(|doc| serde_json::from_str(doc).unwrap())
-            .collect()
+            .expect("chain records");
+        lines.iter().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    /// The stack's store, for reading the chain.
+    pub fn store(&self) -> pim::adapters::DynamoRequestStore {
+        pim::adapters::DynamoRequestStore::new(self.clients.dynamodb.clone(), &self.settings.table)
+    }
+
+    /// Every line of the audit log group, read through the SDK, oldest first.
+    pub async fn audit_stream(&self) -> Vec<String> {
+        let sink = pim::adapters::CloudWatchAuditSink::new(
+            self.clients.logs.clone(),
+            &self.audit.log_group,
+        );
+        pim::ports::AuditSink::read_all(&sink).await.expect("read the audit log group")
     }
 }
 
@@ -477,10 +508,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot without refusal records, to compare state while refusals are recorded.
+    /// The snapshot without the audit chain (records and head), to compare state while
+    /// refusals are recorded: a refusal appends to the chain and changes nothing else.
     pub fn without_refusals(&self) -> Self {
         let mut copy = self.clone();
-        copy.items.retain(|key, _| !key.starts_with("REFUSAL#"));
+        copy.items.retain(|key, _| !key.starts_with("AUDIT#"));
         copy
     }
 }
@@ -496,4 +528,49 @@ async fn answer(request: reqwest::RequestBuilder) -> Answer {
 /// A string attribute value.
 pub fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_string())
+}
+
+/// Everything the stacks of this test process log, as the functions would write it (JSON
+/// lines), captured from the first call on: tests scan it for secrets.
+pub fn captured_logs() -> String {
+    let buffer = log_buffer();
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+/// Starts capturing logs into the buffer [`captured_logs`] reads: everything of the domain,
+/// and `info` and above of the libraries, as a function logs at its default level.
+pub fn capture_logs() {
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let levels = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target("pim", tracing::Level::TRACE);
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| LogWriter)
+            .finish()
+            .with(levels)
+            .try_init();
+    });
+}
+
+fn log_buffer() -> &'static std::sync::Mutex<Vec<u8>> {
+    static BUFFER: std::sync::OnceLock<std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    BUFFER.get_or_init(Default::default)
+}
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

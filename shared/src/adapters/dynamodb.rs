@@ -5,8 +5,10 @@
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
 //! | request | `REQ#<id>` | `REQUEST` | `doc` JSON, `version`, `state`; `gsi1pk`/`gsi1sk` index it by requester; `ttl` once closed |
-//! | audit record | `REQ#<id>` | `AUDIT#<version>` | one per transition, written in the same transaction |
-//! | refusal record | `REFUSAL#<date>` | `<time>#<record id>` | refusals that changed nothing else |
+//! | request history | `REQ#<id>` | `AUDIT#<version>` | the sealed record of each transition, for `history` |
+//! | chain record | `AUDIT#CHAIN#<sequence / 1000>` | `<sequence>` | every sealed record, refusals included, in chain order |
+//! | chain head | `AUDIT#HEAD` | `HEAD` | `sequence` and `hash` of the newest record |
+//! | shipping cursor | `AUDIT#SHIPPED` | `CURSOR` | `sequence` shipped so far |
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
 //! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
 //!
@@ -16,14 +18,24 @@
 //! than that wants a sparse index on live grants instead.
 //!
 //! Every transition is one `TransactWriteItems`: the request put conditioned on the version
-//! it was read at, the audit record put conditioned on not existing, and the link item put
-//! conditioned on not existing. Two racing writers cannot both commit.
+//! it was read at, its history item, the link item conditioned on not existing, the chain
+//! record, and the chain head conditioned on the sequence it was read at. Two racing writers
+//! cannot both commit, and the chain cannot fork: two records can never claim one sequence.
+//!
+//! Every record goes through the one head, so every audit write contends with every other.
+//! When only the head's condition failed (another record took the sequence meanwhile) the
+//! change itself is still valid: the record is sealed again on the new head and the
+//! transaction retried, with a short jittered pause. A failed condition on the request or
+//! the link is the caller's conflict and is never retried. The cost is throughput: records
+//! are appended one at a time, a few dozen per second at most, which is ample for people
+//! asking for and approving access, and the price of a single provable order.
 
 use super::aws_error;
 use crate::audit::AuditRecord;
+use crate::audit::chain::{self, ChainHead};
 use crate::error::{PimError, Result};
 use crate::model::{AccessRequest, RequestState};
-use crate::ports::RequestStore;
+use crate::ports::{AuditChain, RequestStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -121,23 +133,53 @@ fn request_item(request: &AccessRequest) -> Item {
     item
 }
 
-fn audit_item(record: &AuditRecord) -> Item {
-    let (pk, sk) = match (&record.request_id, record.request_version) {
-        (Some(request_id), Some(version)) => {
-            (request_key(request_id), format!("AUDIT#{version:010}"))
-        }
-        _ => (
-            format!("REFUSAL#{}", record.time.format("%Y-%m-%d")),
-            format!("{}#{}", record.time.to_rfc3339(), record.id),
-        ),
-    };
+/// The item that keeps a transition's record with its request, for `history`.
+fn history_item(record: &AuditRecord, request_id: &str, version: u64) -> Item {
     HashMap::from([
-        ("pk".into(), s(pk)),
-        ("sk".into(), s(sk)),
+        ("pk".into(), s(request_key(request_id))),
+        ("sk".into(), s(format!("AUDIT#{version:010}"))),
+        ("doc".into(), s(serde_json::to_string(record).expect("record serializes"))),
+        ("sequence".into(), n(record.sequence)),
+    ])
+}
+
+/// The item of a sealed record in chain order.
+fn chain_item(record: &AuditRecord) -> Item {
+    HashMap::from([
+        ("pk".into(), s(chain_bucket(record.sequence))),
+        ("sk".into(), s(chain_sort_key(record.sequence))),
         ("doc".into(), s(serde_json::to_string(record).expect("record serializes"))),
         ("action".into(), s(serde_json::to_value(record.action).unwrap().as_str().unwrap_or(""))),
         ("time".into(), s(record.time.to_rfc3339())),
     ])
+}
+
+/// Chain records are spread over partitions of a thousand, so no partition grows forever.
+fn chain_bucket(sequence: u64) -> String {
+    format!("AUDIT#CHAIN#{:010}", sequence / CHAIN_BUCKET_SIZE)
+}
+
+fn chain_sort_key(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
+/// How many records share one chain partition.
+const CHAIN_BUCKET_SIZE: u64 = 1000;
+
+/// How many times an audit write is sealed again after losing the chain head to another.
+const CHAIN_ATTEMPTS: u32 = 40;
+
+const HEAD_PK: &str = "AUDIT#HEAD";
+const CURSOR_PK: &str = "AUDIT#SHIPPED";
+
+/// What an item of a transaction stands for, to read a cancelled transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Request,
+    History,
+    Link,
+    Finding,
+    Chain,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T> {
@@ -149,42 +191,146 @@ fn decode<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T> {
     serde_json::from_str(doc).map_err(|err| PimError::Corrupt { key, reason: err.to_string() })
 }
 
-/// Maps a cancelled transaction to the conflict it stands for.
-fn conflict_of(err: SdkError<TransactWriteItemsError>, link_index: Option<usize>) -> PimError {
-    let cancelled = match &err {
-        SdkError::ServiceError(service) => match service.err() {
-            TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(cancelled),
-            _ => None,
-        },
-        _ => None,
-    };
-    if let Some(cancelled) = cancelled {
-        let failed = |index: usize| {
+/// The reason codes of a cancelled transaction, one per item; `None` for other errors.
+fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Option<Vec<String>> {
+    if let SdkError::ServiceError(service) = err
+        && let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err()
+    {
+        return Some(
             cancelled
                 .cancellation_reasons()
-                .get(index)
-                .and_then(|reason| reason.code())
-                .is_some_and(|code| code == "ConditionalCheckFailed")
-        };
-        if link_index.is_some_and(failed) {
-            return PimError::conflict("link_already_used", "this approval link was already used");
-        }
-        return PimError::conflict(
-            "stale_request",
-            "the request changed while this action was in progress; nothing was written",
+                .iter()
+                .map(|reason| reason.code().unwrap_or("None").to_string())
+                .collect(),
         );
     }
-    aws_error("dynamodb:TransactWriteItems", err)
+    None
+}
+
+/// The conflict a cancelled transaction stands for, or `None` when only the chain lost a
+/// race and the change can be sealed again.
+fn conflict_of(parts: &[Part], codes: &[String]) -> Option<PimError> {
+    let failed = |part: Part| {
+        parts.iter().zip(codes).any(|(p, code)| *p == part && code == "ConditionalCheckFailed")
+    };
+    if failed(Part::Link) {
+        return Some(PimError::conflict(
+            "link_already_used",
+            "this approval link was already used",
+        ));
+    }
+    if failed(Part::Finding) {
+        return Some(PimError::conflict("finding_recorded", "this finding is already recorded"));
+    }
+    if failed(Part::Request) || failed(Part::History) {
+        return Some(PimError::conflict(
+            "stale_request",
+            "the request changed while this action was in progress; nothing was written",
+        ));
+    }
+    None
+}
+
+impl DynamoRequestStore {
+    /// Seals `record` on the current chain head and commits it with the items `state`
+    /// builds for the sealed record, in one transaction; seals again when only the head
+    /// moved meanwhile.
+    async fn append<F>(&self, record: &AuditRecord, state: F) -> Result<()>
+    where
+        F: Fn(&AuditRecord) -> Result<Vec<(Part, TransactWriteItem)>>,
+    {
+        for attempt in 0..CHAIN_ATTEMPTS {
+            let head = self.chain_head().await?;
+            let (sealed, next) = chain::seal(record.clone(), &head);
+            let mut staged = state(&sealed)?;
+            staged.push((
+                Part::Chain,
+                self.put(chain_item(&sealed), "attribute_not_exists(pk)", None)?,
+            ));
+            staged.push((Part::Chain, self.head_put(&head, &next)?));
+            let (parts, items): (Vec<Part>, Vec<TransactWriteItem>) = staged.into_iter().unzip();
+
+            let err = match self.transact(items).await {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            let Some(codes) = cancellation_codes(&err) else {
+                return Err(aws_error("dynamodb:TransactWriteItems", err));
+            };
+            if let Some(conflict) = conflict_of(&parts, &codes) {
+                return Err(conflict);
+            }
+            tracing::debug!(
+                attempt,
+                sequence = next.sequence,
+                "audit chain head moved; sealing again"
+            );
+            let ceiling_ms = 4u64 << attempt.min(5);
+            tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(
+                1..=ceiling_ms,
+            )))
+            .await;
+        }
+        Err(PimError::conflict(
+            "audit_chain_busy",
+            "too many audit records were being written at once; nothing was written, retry",
+        ))
+    }
+
+    /// The put that moves the head from `head` to `next`, only if it is still at `head`.
+    fn head_put(&self, head: &ChainHead, next: &ChainHead) -> Result<TransactWriteItem> {
+        let item = HashMap::from([
+            ("pk".into(), s(HEAD_PK)),
+            ("sk".into(), s("HEAD")),
+            ("chain_sequence".into(), n(next.sequence)),
+            ("hash".into(), s(&next.hash)),
+        ]);
+        if head.sequence == 0 {
+            return self.put(item, "attribute_not_exists(pk)", None);
+        }
+        let expected = HashMap::from([(":seq".to_string(), n(head.sequence))]);
+        self.put(item, "chain_sequence = :seq", Some(expected))
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| aws_error("dynamodb:GetItem", err))?;
+        Ok(output.item)
+    }
+}
+
+fn number_of(item: &Item, name: &str) -> Result<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| PimError::Corrupt { key: name.into(), reason: "not a number".into() })
 }
 
 #[async_trait]
 impl RequestStore for DynamoRequestStore {
     async fn create_request(&self, request: &AccessRequest, record: &AuditRecord) -> Result<()> {
-        let items = vec![
-            self.put(request_item(request), "attribute_not_exists(pk)", None)?,
-            self.put(audit_item(record), "attribute_not_exists(pk)", None)?,
-        ];
-        self.transact(items).await.map_err(|err| conflict_of(err, None))
+        self.append(record, |sealed| {
+            Ok(vec![
+                (Part::Request, self.put(request_item(request), "attribute_not_exists(pk)", None)?),
+                (
+                    Part::History,
+                    self.put(
+                        history_item(sealed, &request.id, request.version),
+                        "attribute_not_exists(pk)",
+                        None,
+                    )?,
+                ),
+            ])
+        })
+        .await
     }
 
     async fn load_request(&self, id: &str) -> Result<Option<AccessRequest>> {
@@ -243,22 +389,28 @@ impl RequestStore for DynamoRequestStore {
         record: &AuditRecord,
         consume_link: Option<&str>,
     ) -> Result<()> {
-        let expected = HashMap::from([(":expected".to_string(), n(next.version - 1))]);
-        let mut items = vec![
-            self.put(request_item(next), "version = :expected", Some(expected))?,
-            self.put(audit_item(record), "attribute_not_exists(pk)", None)?,
-        ];
-        if let Some(link_id) = consume_link {
-            let link = HashMap::from([
-                ("pk".into(), s(format!("LINK#{link_id}"))),
-                ("sk".into(), s("LINK")),
-                ("request_id".into(), s(&next.id)),
-                ("consumed_at".into(), s(record.time.to_rfc3339())),
-            ]);
-            items.push(self.put(link, "attribute_not_exists(pk)", None)?);
-        }
-        let link_index = consume_link.map(|_| 2);
-        self.transact(items).await.map_err(|err| conflict_of(err, link_index))
+        self.append(record, |sealed| {
+            let expected = HashMap::from([(":expected".to_string(), n(next.version - 1))]);
+            let history = history_item(sealed, &next.id, next.version);
+            let mut items = vec![
+                (
+                    Part::Request,
+                    self.put(request_item(next), "version = :expected", Some(expected))?,
+                ),
+                (Part::History, self.put(history, "attribute_not_exists(pk)", None)?),
+            ];
+            if let Some(link_id) = consume_link {
+                let link = HashMap::from([
+                    ("pk".into(), s(format!("LINK#{link_id}"))),
+                    ("sk".into(), s("LINK")),
+                    ("request_id".into(), s(&next.id)),
+                    ("consumed_at".into(), s(sealed.time.to_rfc3339())),
+                ]);
+                items.push((Part::Link, self.put(link, "attribute_not_exists(pk)", None)?));
+            }
+            Ok(items)
+        })
+        .await
     }
 
     async fn live_grants(&self) -> Result<Vec<AccessRequest>> {
@@ -283,35 +435,100 @@ impl RequestStore for DynamoRequestStore {
     }
 
     async fn record_finding(&self, key: &str, record: &AuditRecord) -> Result<bool> {
-        let mut item = audit_item(record);
-        item.insert("pk".into(), s(format!("FINDING#{key}")));
-        item.insert("sk".into(), s("FINDING"));
+        // The finding joins the chain with a marker keyed by what was found, in one
+        // transaction: a finding that persists is recorded once however often it is seen.
         let outcome = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
+            .append(record, |sealed| {
+                let mut marker = chain_item(sealed);
+                marker.insert("pk".into(), s(format!("FINDING#{key}")));
+                marker.insert("sk".into(), s("FINDING"));
+                Ok(vec![(Part::Finding, self.put(marker, "attribute_not_exists(pk)", None)?)])
+            })
             .await;
         match outcome {
-            Ok(_) => Ok(true),
-            Err(err) if super::error_code(&err) == Some("ConditionalCheckFailedException") => {
-                Ok(false)
-            }
-            Err(err) => Err(aws_error("dynamodb:PutItem", err)),
+            Ok(()) => Ok(true),
+            Err(PimError::Conflict { code: "finding_recorded", .. }) => Ok(false),
+            Err(err) => Err(err),
         }
     }
 
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()> {
-        self.client
+        self.append(record, |_| Ok(vec![])).await
+    }
+}
+
+#[async_trait]
+impl AuditChain for DynamoRequestStore {
+    async fn chain_head(&self) -> Result<ChainHead> {
+        let Some(item) = self.get(HEAD_PK, "HEAD").await? else {
+            return Ok(ChainHead::genesis());
+        };
+        let hash = item.get("hash").and_then(|v| v.as_s().ok()).cloned().ok_or_else(|| {
+            PimError::Corrupt { key: HEAD_PK.into(), reason: "no hash attribute".into() }
+        })?;
+        Ok(ChainHead { sequence: number_of(&item, "chain_sequence")?, hash })
+    }
+
+    async fn chain_records(&self, after: u64, limit: usize) -> Result<Vec<String>> {
+        let head = self.chain_head().await?;
+        let mut found = Vec::new();
+        let mut bucket = (after + 1) / CHAIN_BUCKET_SIZE;
+        while found.len() < limit && bucket <= head.sequence / CHAIN_BUCKET_SIZE {
+            let items: Vec<Item> = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":pk", s(chain_bucket(bucket * CHAIN_BUCKET_SIZE)))
+                .expression_attribute_values(":after", s(chain_sort_key(after)))
+                .consistent_read(true)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<std::result::Result<_, _>>()
+                .await
+                .map_err(|err| aws_error("dynamodb:Query", err))?;
+            for item in items.iter().take(limit - found.len()) {
+                let doc = item.get("doc").and_then(|v| v.as_s().ok()).ok_or_else(|| {
+                    PimError::Corrupt {
+                        key: chain_bucket(bucket * CHAIN_BUCKET_SIZE),
+                        reason: "no doc".into(),
+                    }
+                })?;
+                found.push(doc.clone());
+            }
+            bucket += 1;
+        }
+        Ok(found)
+    }
+
+    async fn shipped_through(&self) -> Result<u64> {
+        match self.get(CURSOR_PK, "CURSOR").await? {
+            Some(item) => number_of(&item, "chain_sequence"),
+            None => Ok(0),
+        }
+    }
+
+    async fn mark_shipped(&self, from: u64, to: u64) -> Result<()> {
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(audit_item(record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|err| aws_error("dynamodb:PutItem", err))?;
-        Ok(())
+            .item("pk", s(CURSOR_PK))
+            .item("sk", s("CURSOR"))
+            .item("chain_sequence", n(to));
+        put = if from == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("chain_sequence = :from")
+                .expression_attribute_values(":from", n(from))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if super::error_code(&err) == Some("ConditionalCheckFailedException") => {
+                Err(PimError::conflict("shipping_cursor_moved", "another shipper moved the cursor"))
+            }
+            Err(err) => Err(aws_error("dynamodb:PutItem", err)),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Clients are built once per process from one [`aws_config::SdkConfig`]; pointing
 //! `AWS_ENDPOINT_URL` at the emulator moves all of them without a code path of its own.
 
+pub mod cloudwatch_logs;
 pub mod dynamodb;
 pub mod iam;
 pub mod kms;
@@ -13,15 +14,18 @@ use crate::error::PimError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+pub use cloudwatch_logs::CloudWatchAuditSink;
 pub use dynamodb::DynamoRequestStore;
 pub use iam::IamInlinePolicyBinder;
-pub use kms::KmsLinkSigner;
+pub use kms::{KmsCheckpointSigner, KmsLinkSigner};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;
 
 /// The SDK clients of every service pim calls, built once from one shared configuration.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
+    /// CloudWatch Logs: the audit stream.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// DynamoDB: requests, audit records, link ids.
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// IAM: grant policies on requesters' roles.
@@ -38,6 +42,7 @@ impl AwsClients {
     /// Builds every client from `config`.
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),

@@ -6,6 +6,7 @@
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
+//! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
 //!
 //! Side effects in IAM and the scheduler happen only after the transition that calls for
 //! them has committed, and each is safe to repeat.
@@ -14,6 +15,7 @@ pub mod approvals;
 pub mod grants;
 pub mod notify;
 pub mod requests;
+pub mod shipping;
 pub mod sweep;
 
 use crate::adapters::{
@@ -33,6 +35,7 @@ use std::sync::Arc;
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
 pub use requests::{Created, NewRequest};
+pub use shipping::{AuditShipper, Shipped};
 pub use sweep::SweepReport;
 
 /// The domain with its ports wired; built once per process.

@@ -135,7 +135,7 @@ async fn request_approve_grant_and_expire_end_to_end() {
         ]
     );
     for (index, record) in history.iter().enumerate() {
-        assert_eq!(record["schema"], "pim.audit/1");
+        assert_eq!(record["schema"], "pim.audit/2");
         assert_eq!(record["request_id"], id.as_str());
         assert_eq!(record["request_version"], index as u64 + 1);
         assert!(record["time"].as_str().unwrap().ends_with('Z'));

@@ -2,6 +2,7 @@
 //! against the AWS emulator through the official SDK. One test binary, so the SDK is linked
 //! once.
 
+mod audit;
 mod lifecycle;
 mod links;
 mod policy;
