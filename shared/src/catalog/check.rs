@@ -13,7 +13,7 @@ use crate::identity::Principal;
 use crate::render::{GrantWindow, render_grant_policy};
 use crate::service::requests::{MAX_JUSTIFICATION_CHARS, MIN_JUSTIFICATION_CHARS};
 use chrono_tz::Tz;
-use regex::Regex;
+use regex_lite::Regex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 

@@ -5,7 +5,7 @@ use crate::catalog::glob_matches;
 use crate::identity::Principal;
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
-use regex::Regex;
+use regex_lite::Regex;
 use std::collections::BTreeSet;
 
 /// A resolved set of people and principal patterns (groups expanded).
