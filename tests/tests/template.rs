@@ -4,22 +4,35 @@
 //! Needs no emulator: it reads `infra/template.yaml` only.
 
 use pim::config::vars;
+use pim::metrics::{self, names};
 use serde_yaml::Value;
 use serde_yaml::value::TaggedValue;
 use std::collections::BTreeSet;
 
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 
-/// The three functions and their roles, as the rest of the system knows them.
-const FUNCTIONS: [(&str, &str); 3] = [
+/// The audit log group's queries and metric filters, which the template declares value for
+/// value.
+const AUDIT_QUERIES: &str = include_str!("../../infra/audit-queries.yaml");
+
+/// The four functions and their roles, as the rest of the system knows them.
+const FUNCTIONS: [(&str, &str); 4] = [
     ("RequestFunction", "RequestRole"),
     ("ApprovalFunction", "ApprovalRole"),
     ("RevocationFunction", "RevocationRole"),
+    ("AuditShipperFunction", "AuditShipperRole"),
 ];
 
+/// The functions that read [`vars::ALL`]; the audit shipper reads [`vars::AUDIT`].
+const CORE_FUNCTIONS: [&str; 3] = ["RequestFunction", "ApprovalFunction", "RevocationFunction"];
+
 /// Every IAM action each role may be allowed, and no other: what its code calls. DynamoDB
-/// checks a `TransactWriteItems` item by item, so its Puts need `dynamodb:PutItem`; the
-/// `kms` data-key actions are only usable through DynamoDB (a condition the rules check).
+/// checks a `TransactWriteItems` item by item, so its Puts need `dynamodb:PutItem` (the
+/// audit chain's records and head, the sweep's findings, are such Puts; the head is read
+/// with `GetItem`); the `kms` data-key actions are only usable through DynamoDB (a condition
+/// the rules check). Revocation also runs the sweep (`shared/src/service/sweep.rs`): Scan for
+/// live grants, the IAM reads of eligible roles, ListSchedules, and CreateSchedule with
+/// PassRole to recreate a missing expiry schedule.
 fn expected_actions(role: &str) -> BTreeSet<&'static str> {
     let table_via_kms = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"];
     let logs = ["logs:CreateLogStream", "logs:PutLogEvents"];
@@ -40,7 +53,22 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "iam:PassRole",
             "ses:SendEmail",
         ],
-        "RevocationRole" => &["dynamodb:GetItem", "dynamodb:PutItem", "iam:DeleteRolePolicy"],
+        "RevocationRole" => &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Scan",
+            "iam:DeleteRolePolicy",
+            "iam:ListRoles",
+            "iam:ListRolePolicies",
+            "iam:GetRolePolicy",
+            "iam:ListAttachedRolePolicies",
+            "scheduler:ListSchedules",
+            "scheduler:CreateSchedule",
+            "iam:PassRole",
+        ],
+        "AuditShipperRole" => {
+            &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "kms:Sign"]
+        }
         "SchedulerRole" => return BTreeSet::from(["lambda:InvokeFunction", "sqs:SendMessage"]),
         _ => &[],
     };
@@ -53,6 +81,12 @@ const ALLOWED_WILDCARD_RESOURCES: [&str; 2] = [
     "arn:${AWS::Partition}:iam::${AWS::AccountId}:role${EligibleRolePath}*",
     "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*",
 ];
+
+/// The only statements that may name every resource (`"*"`), each alone in its statement:
+/// actions that support no resource-level permission (the IAM service authorization
+/// reference lists no resource type for them). Both only list names, for the sweep.
+const ALLOWED_ANY_RESOURCE: [(&str, &str); 2] =
+    [("RevocationRole", "iam:ListRoles"), ("RevocationRole", "scheduler:ListSchedules")];
 
 /// Actions no identity policy here may allow, as prefixes and suffixes of action names.
 fn forbidden(action: &str) -> bool {
@@ -205,8 +239,8 @@ fn each_role_allows_exactly_its_actions(template: &Value) -> Findings {
     findings
 }
 
-/// No Allow statement names every resource; the only wildcards are the eligible roles and
-/// the stack's schedules.
+/// No Allow statement names every resource but the two listing actions that cannot be
+/// scoped; the only other wildcards are the eligible roles and the stack's schedules.
 fn no_wildcard_resources(template: &Value) -> Findings {
     let mut findings = Findings::new();
     for statement in all_statements(template).iter().filter(|s| s.allow) {
@@ -214,7 +248,11 @@ fn no_wildcard_resources(template: &Value) -> Findings {
             findings.push(format!("{}: {:?} has no resource", statement.role, statement.actions));
         }
         for resource in &statement.resources {
-            let allowed = ALLOWED_WILDCARD_RESOURCES.contains(&resource.as_str());
+            let unscopable = resource == "*"
+                && statement.resources.len() == 1
+                && statement.actions.len() == 1
+                && ALLOWED_ANY_RESOURCE.contains(&(statement.role.as_str(), &statement.actions[0]));
+            let allowed = unscopable || ALLOWED_WILDCARD_RESOURCES.contains(&resource.as_str());
             if resource.contains('*') && !allowed {
                 findings.push(format!("{}: {:?} on {resource}", statement.role, statement.actions));
             }
@@ -344,26 +382,36 @@ fn scheduler_trust_is_conditioned(template: &Value) -> Findings {
     findings
 }
 
-/// The functions' environment is exactly the settings the code reads.
+/// The environment a function declares, by variable name.
+fn environment(template: &Value, function: &str) -> Value {
+    template["Resources"][function]["Properties"]["Environment"]["Variables"].clone()
+}
+
+/// Each function's environment is exactly the settings its code reads: [`vars::ALL`] for
+/// request, approval and revocation (revocation also the sweep's optional
+/// [`vars::ELIGIBLE_ROLE_PATH`]), [`vars::AUDIT`] for the audit shipper. No global
+/// environment, which SAM would give every function, the shipper included.
 fn environment_matches_the_code(template: &Value) -> Findings {
-    let variables = template["Globals"]["Function"]["Environment"]["Variables"]
-        .as_mapping()
-        .cloned()
-        .unwrap_or_default();
-    let set: BTreeSet<String> =
-        variables.keys().filter_map(|key| key.as_str().map(String::from)).collect();
-    let read: BTreeSet<String> = vars::ALL.iter().map(|name| name.to_string()).collect();
     let mut findings = Findings::new();
-    for missing in read.difference(&set) {
-        findings.push(format!("{missing} is read but not set"));
-    }
-    for extra in set.difference(&read) {
-        findings.push(format!("{extra} is set but not read"));
+    if !template["Globals"]["Function"]["Environment"].is_null() {
+        findings.push("a global environment reaches every function".into());
     }
     for (function, _) in FUNCTIONS {
-        let own = &template["Resources"][function]["Properties"]["Environment"];
-        if !own.is_null() {
-            findings.push(format!("{function} overrides the shared environment"));
+        let mut read: BTreeSet<String> = match function {
+            "AuditShipperFunction" => vars::AUDIT.iter().map(|name| name.to_string()).collect(),
+            _ => vars::ALL.iter().map(|name| name.to_string()).collect(),
+        };
+        if function == "RevocationFunction" {
+            read.insert(vars::ELIGIBLE_ROLE_PATH.to_string());
+        }
+        let variables = environment(template, function).as_mapping().cloned().unwrap_or_default();
+        let set: BTreeSet<String> =
+            variables.keys().filter_map(|key| key.as_str().map(String::from)).collect();
+        for missing in read.difference(&set) {
+            findings.push(format!("{function}: {missing} is read but not set"));
+        }
+        for extra in set.difference(&read) {
+            findings.push(format!("{function}: {extra} is set but not read"));
         }
     }
     findings
@@ -372,21 +420,43 @@ fn environment_matches_the_code(template: &Value) -> Findings {
 /// Each setting names a resource of the kind the code expects, and the names the code
 /// builds on (index, TTL attribute, keys, schedule group, revocation function) agree.
 fn settings_name_the_right_resources(template: &Value) -> Findings {
-    let env = &template["Globals"]["Function"]["Environment"]["Variables"];
     let resources = &template["Resources"];
     let mut findings = Findings::new();
-    let mut expect = |variable: &str, reference: &str, kind: &str| {
+    let mut expect = |function: &str, variable: &str, reference: &str, kind: &str| {
+        let env = environment(template, function);
         let target = reference.split(['.', ':']).nth(1).unwrap_or_default();
         let reference_ok = texts(&env[variable]) == [reference.to_string()];
         if !reference_ok || resources[target]["Type"].as_str() != Some(kind) {
-            findings.push(format!("{variable} does not name the {kind} {target}"));
+            findings.push(format!("{function}: {variable} does not name the {kind} {target}"));
         }
     };
-    expect(vars::TABLE, "Ref:Table", "AWS::DynamoDB::Table");
-    expect(vars::LINK_KEY_ID, "GetAtt:LinkKey.Arn", "AWS::KMS::Key");
-    expect(vars::SCHEDULE_GROUP, "Ref:ScheduleGroup", "AWS::Scheduler::ScheduleGroup");
-    expect(vars::SCHEDULER_ROLE_ARN, "GetAtt:SchedulerRole.Arn", "AWS::IAM::Role");
-    expect(vars::SCHEDULE_DLQ_ARN, "GetAtt:ScheduleDeadLetterQueue.Arn", "AWS::SQS::Queue");
+    for function in CORE_FUNCTIONS {
+        expect(function, vars::TABLE, "Ref:Table", "AWS::DynamoDB::Table");
+        expect(function, vars::LINK_KEY_ID, "GetAtt:LinkKey.Arn", "AWS::KMS::Key");
+        expect(
+            function,
+            vars::SCHEDULE_GROUP,
+            "Ref:ScheduleGroup",
+            "AWS::Scheduler::ScheduleGroup",
+        );
+        expect(function, vars::SCHEDULER_ROLE_ARN, "GetAtt:SchedulerRole.Arn", "AWS::IAM::Role");
+        let dlq = "GetAtt:ScheduleDeadLetterQueue.Arn";
+        expect(function, vars::SCHEDULE_DLQ_ARN, dlq, "AWS::SQS::Queue");
+    }
+    let shipper = "AuditShipperFunction";
+    expect(shipper, vars::TABLE, "Ref:Table", "AWS::DynamoDB::Table");
+    expect(shipper, vars::AUDIT_LOG_GROUP, "Ref:AuditLogGroup", "AWS::Logs::LogGroup");
+    expect(shipper, vars::CHECKPOINT_KEY_ID, "GetAtt:CheckpointKey.Arn", "AWS::KMS::Key");
+    let path = texts(&environment(template, "RevocationFunction")[vars::ELIGIBLE_ROLE_PATH]);
+    if path != ["Ref:EligibleRolePath"] {
+        findings.push(format!("{} is {path:?}, not EligibleRolePath", vars::ELIGIBLE_ROLE_PATH));
+    }
+    let signing = &resources["CheckpointKey"]["Properties"];
+    if texts(&signing["KeySpec"]) != ["ECC_NIST_P256"]
+        || texts(&signing["KeyUsage"]) != ["SIGN_VERIFY"]
+    {
+        findings.push("the checkpoint key is not an ECC_NIST_P256 signing key".into());
+    }
 
     let table = &resources["Table"]["Properties"];
     let index = texts(&table["GlobalSecondaryIndexes"][0]["IndexName"]);
@@ -413,11 +483,15 @@ fn settings_name_the_right_resources(template: &Value) -> Findings {
     if texts(&resources["ScheduleGroup"]["Properties"]["Name"]) != ["${AWS::StackName}-expiry"] {
         findings.push("the schedule group is not named ${AWS::StackName}-expiry".into());
     }
-    let revocation = texts(&env[vars::REVOCATION_ARN]);
     let name = texts(&resources["RevocationFunction"]["Properties"]["FunctionName"]);
-    if name.len() != 1 || revocation.len() != 1 || !revocation[0].ends_with(&name[0]) {
-        findings
-            .push(format!("{} {revocation:?} is not the function {name:?}", vars::REVOCATION_ARN));
+    for function in CORE_FUNCTIONS {
+        let revocation = texts(&environment(template, function)[vars::REVOCATION_ARN]);
+        if name.len() != 1 || revocation.len() != 1 || !revocation[0].ends_with(&name[0]) {
+            findings.push(format!(
+                "{function}: {} {revocation:?} is not the function {name:?}",
+                vars::REVOCATION_ARN
+            ));
+        }
     }
     findings
 }
@@ -438,9 +512,279 @@ fn state_is_protected(template: &Value) -> Findings {
     if table["DeletionPolicy"].as_str() != Some("Retain") {
         findings.push("the table is not retained on stack deletion".into());
     }
-    let audit = &template["Resources"]["AuditLogGroup"]["Properties"];
-    if audit["KmsKeyId"].is_null() || audit["RetentionInDays"].is_null() {
-        findings.push("the audit log group lacks encryption or retention".into());
+    let audit = &template["Resources"]["AuditLogGroup"];
+    if texts(&audit["Properties"]["KmsKeyId"]) != ["GetAtt:AuditLogKey.Arn"] {
+        findings.push("the audit log group is not encrypted with its own key".into());
+    }
+    if audit["DeletionPolicy"].as_str() != Some("Retain") {
+        findings.push("the audit log group is not retained on stack deletion".into());
+    }
+    // Retention is a parameter: its default and every allowed value keep at least 400 days,
+    // as long as closed requests stay in the table.
+    let retention = texts(&audit["Properties"]["RetentionInDays"]);
+    let parameter = &template["Parameters"]["AuditLogRetentionDays"];
+    let days: Vec<u64> = parameter["AllowedValues"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .chain([&parameter["Default"]])
+        .map(|value| value.as_u64().unwrap_or(0))
+        .collect();
+    if retention != ["Ref:AuditLogRetentionDays"] || days.len() < 2 || days.iter().any(|d| *d < 400)
+    {
+        findings.push(format!("the audit log group may keep records less than 400 days: {days:?}"));
+    }
+    // CloudWatch Logs may use the audit key for the audit log group only.
+    let key = &template["Resources"]["AuditLogKey"]["Properties"]["KeyPolicy"]["Statement"];
+    let audit_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/pim/${AWS::StackName}/audit";
+    for statement in key.as_sequence().into_iter().flatten() {
+        if texts(&statement["Principal"]["Service"]) == ["logs.${AWS::Region}.amazonaws.com"] {
+            let context =
+                &statement["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"];
+            if texts(context) != [audit_arn] {
+                findings.push(format!("the audit key serves the logs service for {context:?}"));
+            }
+        }
+    }
+    findings
+}
+
+/// Only the audit shipper signs checkpoints and writes the audit log group; of the table it
+/// writes only its cursor (leading key `AUDIT#SHIPPED`).
+fn the_shipper_is_confined(template: &Value) -> Findings {
+    let mut findings = Findings::new();
+    let mut signs = 0;
+    for statement in all_statements(template).iter().filter(|s| s.allow) {
+        let has = |action: &str| statement.actions.iter().any(|a| a == action);
+        let shipper = statement.role == "AuditShipperRole";
+        if has("kms:Sign") {
+            signs += 1;
+            if !shipper || statement.resources != ["GetAtt:CheckpointKey.Arn"] {
+                findings
+                    .push(format!("{} may sign with {:?}", statement.role, statement.resources));
+            }
+        }
+        if has("logs:PutLogEvents")
+            && !shipper
+            && statement.resources.iter().any(|r| r == "GetAtt:AuditLogGroup.Arn")
+        {
+            findings.push(format!("{} may write the audit log group", statement.role));
+        }
+        if shipper && has("dynamodb:PutItem") {
+            let keys = condition_value(
+                &statement.condition,
+                "ForAllValues:StringEquals",
+                "dynamodb:LeadingKeys",
+            );
+            if keys != ["AUDIT#SHIPPED"] || statement.actions.len() != 1 {
+                findings.push(format!(
+                    "the shipper may put {:?} with leading keys {keys:?}",
+                    statement.actions
+                ));
+            }
+        }
+    }
+    if signs == 0 {
+        findings.push("no role may sign checkpoints".into());
+    }
+    findings
+}
+
+/// The schedule event of a function that runs on a rate, as (expression, input).
+fn schedules(template: &Value, function: &str) -> Vec<(String, Option<String>)> {
+    let events = template["Resources"][function]["Properties"]["Events"].as_mapping();
+    events
+        .into_iter()
+        .flatten()
+        .filter(|(_, event)| event["Type"].as_str() == Some("Schedule"))
+        .map(|(_, event)| {
+            let properties = &event["Properties"];
+            let enabled = properties["Enabled"].as_bool().unwrap_or(true);
+            let expression = properties["Schedule"].as_str().unwrap_or_default();
+            let expression = if enabled { expression.to_string() } else { "disabled".into() };
+            (expression, properties["Input"].as_str().map(String::from))
+        })
+        .collect()
+}
+
+/// The sweep runs every five minutes in the revocation function with the input its handler
+/// takes for a sweep; the shipper runs every minute, one at a time, within 60 seconds.
+fn scheduled_work_is_declared(template: &Value) -> Findings {
+    let mut findings = Findings::new();
+    let sweep = schedules(template, "RevocationFunction");
+    let input = sweep.first().and_then(|(_, input)| input.clone()).unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+    if sweep.len() != 1
+        || sweep[0].0 != "rate(5 minutes)"
+        || parsed != serde_json::json!({"kind": "sweep"})
+    {
+        findings.push(format!("the sweep's schedule is {sweep:?}"));
+    }
+    let ship = schedules(template, "AuditShipperFunction");
+    if ship.len() != 1 || ship[0].0 != "rate(1 minute)" {
+        findings.push(format!("the shipper's schedule is {ship:?}"));
+    }
+    for (function, _) in FUNCTIONS {
+        if function != "RevocationFunction"
+            && function != "AuditShipperFunction"
+            && !schedules(template, function).is_empty()
+        {
+            findings.push(format!("{function} runs on a schedule"));
+        }
+    }
+    let shipper = &template["Resources"]["AuditShipperFunction"]["Properties"];
+    if shipper["ReservedConcurrentExecutions"].as_u64() != Some(1) {
+        findings.push("more than one shipper may run at a time".into());
+    }
+    if shipper["Timeout"].as_u64() != Some(60) {
+        findings.push("the shipper's timeout is not 60 seconds".into());
+    }
+    findings
+}
+
+/// Every alarm of the template, as its properties.
+fn alarms(template: &Value) -> Vec<Value> {
+    let resources = template["Resources"].as_mapping().unwrap();
+    resources
+        .values()
+        .filter(|resource| resource["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|resource| resource["Properties"].clone())
+        .collect()
+}
+
+/// Whether one alarm watches `metric` in `namespace` with these dimensions, statistic,
+/// comparison and threshold.
+fn alarmed(
+    template: &Value,
+    (namespace, metric, dimensions): (&str, &str, Vec<(&str, String)>),
+    (statistic, comparison, threshold): (&str, &str, f64),
+) -> bool {
+    alarms(template).iter().any(|alarm| {
+        let declared: Vec<(String, Vec<String>)> = alarm["Dimensions"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|d| (d["Name"].as_str().unwrap_or_default().to_string(), texts(&d["Value"])))
+            .collect();
+        let wanted: Vec<(String, Vec<String>)> = dimensions
+            .iter()
+            .map(|(name, value)| (name.to_string(), vec![value.clone()]))
+            .collect();
+        texts(&alarm["Namespace"]) == [namespace]
+            && texts(&alarm["MetricName"]) == [metric]
+            && declared == wanted
+            && texts(&alarm["Statistic"]) == [statistic]
+            && texts(&alarm["ComparisonOperator"]) == [comparison]
+            && alarm["Threshold"].as_f64() == Some(threshold)
+            && texts(&alarm["TreatMissingData"]) == ["notBreaching"]
+    })
+}
+
+/// Every function's errors, and the revocation function's own metrics (what the sweep and
+/// expiry report, `shared/src/metrics.rs`), raise an alarm.
+fn failures_are_alarmed(template: &Value) -> Findings {
+    let mut findings = Findings::new();
+    let above = "GreaterThanThreshold";
+    for (function, _) in FUNCTIONS {
+        let errors = ("AWS/Lambda", "Errors", vec![("FunctionName", format!("Ref:{function}"))]);
+        if !alarmed(template, errors, ("Sum", above, 0.0)) {
+            findings.push(format!("no alarm on {function}'s errors"));
+        }
+    }
+    let revocation = || vec![("Function", "Ref:RevocationFunction".to_string())];
+    for (metric, statistic, threshold) in [
+        (names::REVOCATION_FAILURES, "Sum", 0.0),
+        (names::SWEEP_FAILURES, "Sum", 0.0),
+        (names::REVOCATION_LAG, "Maximum", 300.0),
+        (names::MISSING_POLICIES, "Sum", 0.0),
+        (names::ORPHANS_REMOVED, "Sum", 0.0),
+        (names::STANDING_ACCESS, "Maximum", 0.0),
+    ] {
+        let watched = (metrics::NAMESPACE, metric, revocation());
+        if !alarmed(template, watched, (statistic, above, threshold)) {
+            findings.push(format!("no alarm on {metric} {statistic} > {threshold}"));
+        }
+    }
+    findings
+}
+
+/// The template's resources of one type, as their properties.
+fn of_type(template: &Value, kind: &str) -> Vec<Value> {
+    let resources = template["Resources"].as_mapping().unwrap();
+    resources
+        .values()
+        .filter(|resource| resource["Type"].as_str() == Some(kind))
+        .map(|resource| resource["Properties"].clone())
+        .collect()
+}
+
+/// One query definition per query of `infra/audit-queries.yaml`, one metric filter per
+/// metric filter and one alarm per alarm there, each with the file's values, on the audit
+/// log group: the file and the template cannot drift apart.
+fn audit_queries_match_the_file(template: &Value) -> Findings {
+    let file: Value = serde_yaml::from_str(AUDIT_QUERIES).expect("the audit queries file is YAML");
+    let mut findings = Findings::new();
+    let definitions = of_type(template, "AWS::Logs::QueryDefinition");
+    let queries = file["queries"].as_sequence().cloned().unwrap_or_default();
+    if definitions.len() != queries.len() {
+        findings.push(format!(
+            "{} query definitions for {} queries",
+            definitions.len(),
+            queries.len()
+        ));
+    }
+    for query in &queries {
+        let same = definitions.iter().any(|definition| {
+            definition["Name"] == query["name"]
+                && definition["QueryString"] == query["query"]
+                && texts(&definition["LogGroupNames"]) == ["Ref:AuditLogGroup"]
+        });
+        if !same {
+            findings.push(format!("no query definition equals {:?}", query["name"]));
+        }
+    }
+    let filters = of_type(template, "AWS::Logs::MetricFilter");
+    let wanted = file["metric_filters"].as_sequence().cloned().unwrap_or_default();
+    if filters.len() != wanted.len() {
+        findings.push(format!("{} metric filters for {} in the file", filters.len(), wanted.len()));
+    }
+    for filter in &wanted {
+        let metric = &filter["metric"];
+        let same = filters.iter().any(|declared| {
+            let transformations = declared["MetricTransformations"].as_sequence();
+            let transformation = transformations.and_then(|list| list.first()).cloned();
+            let transformation = transformation.unwrap_or_default();
+            declared["FilterName"] == filter["name"]
+                && declared["FilterPattern"] == filter["pattern"]
+                && texts(&declared["LogGroupName"]) == ["Ref:AuditLogGroup"]
+                && transformations.map(Vec::len) == Some(1)
+                && transformation["MetricNamespace"] == metric["namespace"]
+                && transformation["MetricName"] == metric["name"]
+                && transformation["MetricValue"] == metric["value"]
+                && transformation["DefaultValue"].as_f64() == metric["default"].as_f64()
+        });
+        if !same {
+            findings.push(format!("no metric filter equals {:?}", filter["name"]));
+        }
+        let alarm = &filter["alarm"];
+        if alarm.is_null() {
+            continue;
+        }
+        let same = alarms(template).iter().any(|declared| {
+            texts(&declared["AlarmName"])
+                == [format!("${{AWS::StackName}}-{}", alarm["name"].as_str().unwrap_or_default())]
+                && declared["Namespace"] == metric["namespace"]
+                && declared["MetricName"] == metric["name"]
+                && declared["Statistic"] == alarm["statistic"]
+                && declared["Period"] == alarm["period_seconds"]
+                && declared["EvaluationPeriods"] == alarm["evaluation_periods"]
+                && declared["ComparisonOperator"] == alarm["comparison"]
+                && declared["Threshold"].as_f64() == alarm["threshold"].as_f64()
+                && declared["TreatMissingData"] == alarm["treat_missing_data"]
+        });
+        if !same {
+            findings.push(format!("no alarm equals {:?}", alarm["name"]));
+        }
     }
     findings
 }
@@ -494,6 +838,10 @@ const RULES: &[(&str, Rule)] = &[
     ("settings name the right resources", settings_name_the_right_resources),
     ("state is protected", state_is_protected),
     ("routes are authorized", routes_are_authorized),
+    ("the shipper is confined", the_shipper_is_confined),
+    ("scheduled work is declared", scheduled_work_is_declared),
+    ("failures are alarmed", failures_are_alarmed),
+    ("audit queries match the file", audit_queries_match_the_file),
 ];
 
 // ---- Mutations --------------------------------------------------------------------------
@@ -511,6 +859,11 @@ fn statement_mut<'a>(template: &'a mut Value, role: &str, action: &str) -> &'a m
         .iter_mut()
         .find(|statement| texts(&statement["Action"]).iter().any(|a| a == action))
         .expect("the role has a statement with the action")
+}
+
+/// The environment variables of `function`.
+fn env_mut<'a>(template: &'a mut Value, function: &str) -> &'a mut Value {
+    &mut template["Resources"][function]["Properties"]["Environment"]["Variables"]
 }
 
 fn yaml(text: &str) -> Value {
@@ -609,16 +962,134 @@ fn each_rule_catches_its_breach() {
                 .remove("ArnLike");
         }),
         ("a setting is not set", "environment matches the code", |t| {
-            let env = &mut t["Globals"]["Function"]["Environment"]["Variables"];
-            env.as_mapping_mut().unwrap().remove(vars::SENDER);
+            env_mut(t, "ApprovalFunction").as_mapping_mut().unwrap().remove(vars::SENDER);
         }),
         ("a setting nobody reads", "environment matches the code", |t| {
-            let env = &mut t["Globals"]["Function"]["Environment"]["Variables"];
-            env["PIM_UNUSED"] = yaml("x");
+            env_mut(t, "RequestFunction")["PIM_UNUSED"] = yaml("x");
+        }),
+        ("the sweep loses its role path", "environment matches the code", |t| {
+            let env = env_mut(t, "RevocationFunction").as_mapping_mut().unwrap();
+            env.remove(vars::ELIGIBLE_ROLE_PATH);
+        }),
+        ("the shipper gets the link key", "environment matches the code", |t| {
+            env_mut(t, "AuditShipperFunction")[vars::LINK_KEY_ID] = yaml("!GetAtt LinkKey.Arn");
+        }),
+        ("a global environment", "environment matches the code", |t| {
+            t["Globals"]["Function"]["Environment"] = yaml("{Variables: {PIM_TABLE: !Ref Table}}");
         }),
         ("a setting names the wrong resource", "settings name the right resources", |t| {
-            let env = &mut t["Globals"]["Function"]["Environment"]["Variables"];
-            env[vars::LINK_KEY_ID] = yaml("!GetAtt DataKey.Arn");
+            env_mut(t, "RevocationFunction")[vars::LINK_KEY_ID] = yaml("!GetAtt DataKey.Arn");
+        }),
+        ("the shipper signs with the data key", "settings name the right resources", |t| {
+            env_mut(t, "AuditShipperFunction")[vars::CHECKPOINT_KEY_ID] =
+                yaml("!GetAtt DataKey.Arn");
+        }),
+        ("the sweep inspects another path", "settings name the right resources", |t| {
+            env_mut(t, "RevocationFunction")[vars::ELIGIBLE_ROLE_PATH] = yaml("/");
+        }),
+        ("the checkpoint key is symmetric", "settings name the right resources", |t| {
+            t["Resources"]["CheckpointKey"]["Properties"]["KeySpec"] = yaml("SYMMETRIC_DEFAULT");
+        }),
+        ("the sweep loses its scan", "each role allows exactly its actions", |t| {
+            statement_mut(t, "RevocationRole", "dynamodb:Scan")["Action"] =
+                yaml("[dynamodb:GetItem, dynamodb:PutItem]");
+        }),
+        ("the shipper may delete items", "each role allows exactly its actions", |t| {
+            let s = "{Effect: Allow, Action: dynamodb:DeleteItem, Resource: !GetAtt Table.Arn}";
+            add_statement(t, "AuditShipperRole", s);
+        }),
+        ("approval may list every role", "no wildcard resources", |t| {
+            add_statement(
+                t,
+                "ApprovalRole",
+                "{Effect: Allow, Action: iam:ListRoles, Resource: '*'}",
+            );
+        }),
+        ("an unscopable statement gains an action", "no wildcard resources", |t| {
+            statement_mut(t, "RevocationRole", "iam:ListRoles")["Action"] =
+                yaml("[iam:ListRoles, iam:GetRole]");
+        }),
+        ("the sweep reads every role's policies", "no wildcard resources", |t| {
+            statement_mut(t, "RevocationRole", "iam:GetRolePolicy")["Resource"] = yaml("'*'");
+        }),
+        ("the sweep passes its role anywhere", "pass role is conditioned", |t| {
+            let statement = statement_mut(t, "RevocationRole", "iam:PassRole");
+            statement["Condition"] =
+                yaml("{StringEquals: {iam:PassedToService: lambda.amazonaws.com}}");
+        }),
+        ("the shipper puts any item", "the shipper is confined", |t| {
+            let statement = statement_mut(t, "AuditShipperRole", "dynamodb:PutItem");
+            statement.as_mapping_mut().unwrap().remove("Condition");
+        }),
+        ("the shipper puts request items", "the shipper is confined", |t| {
+            let statement = statement_mut(t, "AuditShipperRole", "dynamodb:PutItem");
+            statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] =
+                yaml("[AUDIT#SHIPPED, 'REQUEST#*']");
+        }),
+        ("approval may sign checkpoints", "the shipper is confined", |t| {
+            let s = "{Effect: Allow, Action: kms:Sign, Resource: !GetAtt CheckpointKey.Arn}";
+            add_statement(t, "ApprovalRole", s);
+        }),
+        ("request writes the audit log group", "the shipper is confined", |t| {
+            statement_mut(t, "RequestRole", "logs:PutLogEvents")["Resource"] =
+                yaml("[!GetAtt RequestLogGroup.Arn, !GetAtt AuditLogGroup.Arn]");
+        }),
+        ("the sweep's input is not a sweep", "scheduled work is declared", |t| {
+            let events = &mut t["Resources"]["RevocationFunction"]["Properties"]["Events"];
+            events["Sweep"]["Properties"]["Input"] = yaml(r#"'{"kind":"grant_expiry"}'"#);
+        }),
+        ("the sweep runs hourly", "scheduled work is declared", |t| {
+            let events = &mut t["Resources"]["RevocationFunction"]["Properties"]["Events"];
+            events["Sweep"]["Properties"]["Schedule"] = yaml("rate(1 hour)");
+        }),
+        ("the shipping rule is disabled", "scheduled work is declared", |t| {
+            let events = &mut t["Resources"]["AuditShipperFunction"]["Properties"]["Events"];
+            events["Ship"]["Properties"]["Enabled"] = Value::Bool(false);
+        }),
+        ("two shippers at once", "scheduled work is declared", |t| {
+            let shipper = &mut t["Resources"]["AuditShipperFunction"]["Properties"];
+            shipper.as_mapping_mut().unwrap().remove("ReservedConcurrentExecutions");
+        }),
+        ("the lag alarm waits ten minutes", "failures are alarmed", |t| {
+            t["Resources"]["RevocationLagAlarm"]["Properties"]["Threshold"] = yaml("600");
+        }),
+        ("no alarm on standing access", "failures are alarmed", |t| {
+            t["Resources"].as_mapping_mut().unwrap().remove("StandingAccessPoliciesAlarm");
+        }),
+        ("a sweep alarm watches another function", "failures are alarmed", |t| {
+            t["Resources"]["SweepFailuresAlarm"]["Properties"]["Dimensions"] =
+                yaml("[{Name: Function, Value: !Ref ApprovalFunction}]");
+        }),
+        ("no alarm on the shipper's errors", "failures are alarmed", |t| {
+            t["Resources"].as_mapping_mut().unwrap().remove("AuditShipperErrorsAlarm");
+        }),
+        ("a query drifts from the file", "audit queries match the file", |t| {
+            let query = &mut t["Resources"]["OpenGrantsQuery"]["Properties"]["QueryString"];
+            *query = yaml("'filter action = \"grant.activated\"'");
+        }),
+        ("a query is dropped", "audit queries match the file", |t| {
+            t["Resources"].as_mapping_mut().unwrap().remove("BreakGlassUseQuery");
+        }),
+        ("a metric filter pattern drifts", "audit queries match the file", |t| {
+            t["Resources"]["RefusalsFilter"]["Properties"]["FilterPattern"] = yaml("'refused'");
+        }),
+        ("a metric filter alarm drifts", "audit queries match the file", |t| {
+            t["Resources"]["RepeatedRefusalsAlarm"]["Properties"]["Threshold"] = yaml("50");
+        }),
+        ("the audit log group on the data key", "state is protected", |t| {
+            t["Resources"]["AuditLogGroup"]["Properties"]["KmsKeyId"] = yaml("!GetAtt DataKey.Arn");
+        }),
+        ("the audit log kept a year", "state is protected", |t| {
+            t["Resources"]["AuditLogGroup"]["Properties"]["RetentionInDays"] = yaml("365");
+        }),
+        ("the audit key serves every log group", "state is protected", |t| {
+            let statements = &mut t["Resources"]["AuditLogKey"]["Properties"]["KeyPolicy"];
+            statements["Statement"][1]["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"] =
+                yaml("!Sub arn:aws:logs:*:*:log-group:*");
+        }),
+        ("the shipper gets a SAM role", "functions run as declared roles", |t| {
+            let properties = &mut t["Resources"]["AuditShipperFunction"]["Properties"];
+            properties.as_mapping_mut().unwrap().remove("Role");
         }),
         ("the index is renamed", "settings name the right resources", |t| {
             let table = &mut t["Resources"]["Table"]["Properties"];
