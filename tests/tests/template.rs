@@ -42,6 +42,9 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "dynamodb:PutItem",
             "dynamodb:Query",
             "kms:GenerateMac",
+            "iam:PutRolePolicy",
+            "scheduler:CreateSchedule",
+            "iam:PassRole",
             "ses:SendEmail",
         ],
         "ApprovalRole" => &[
@@ -279,26 +282,31 @@ fn no_forbidden_actions(template: &Value) -> Findings {
         .collect()
 }
 
-/// Only approval writes role policies and only revocation deletes them; both only on roles
-/// under the eligible path that carry the required boundary, and never on the stack's own.
+/// Only the granting functions (approval, and request for what the policy approves by
+/// itself) write role policies and only revocation deletes them; all only on roles under
+/// the eligible path that carry the required boundary, and each denied the stack's own.
 fn role_policy_rights_are_split_and_bounded(template: &Value) -> Findings {
     let mut findings = Findings::new();
-    for (action, owner) in
-        [("iam:PutRolePolicy", "ApprovalRole"), ("iam:DeleteRolePolicy", "RevocationRole")]
+    let writers: &[&str] = &["RequestRole", "ApprovalRole"];
+    for (action, owners) in
+        [("iam:PutRolePolicy", writers), ("iam:DeleteRolePolicy", &["RevocationRole"])]
     {
         let holding: Vec<Statement> = all_statements(template)
             .into_iter()
             .filter(|statement| statement.actions.iter().any(|a| a == action))
             .collect();
-        let mut denied_on_system_roles = false;
+        let mut denied_on_system_roles = BTreeSet::new();
         for statement in &holding {
-            if statement.role != owner && statement.allow {
-                findings.push(format!("{} may {action}", statement.role));
-            }
             if !statement.allow {
-                denied_on_system_roles |= statement.resources
-                    == ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/pim-system/*"];
+                if statement.resources
+                    == ["arn:${AWS::Partition}:iam::${AWS::AccountId}:role/pim-system/*"]
+                {
+                    denied_on_system_roles.insert(statement.role.clone());
+                }
                 continue;
+            }
+            if !owners.contains(&statement.role.as_str()) {
+                findings.push(format!("{} may {action}", statement.role));
             }
             if statement.resources != [ALLOWED_WILDCARD_RESOURCES[0]] {
                 findings.push(format!("{action} is not limited to the eligible path"));
@@ -309,7 +317,7 @@ fn role_policy_rights_are_split_and_bounded(template: &Value) -> Findings {
                 findings.push(format!("{action} does not require the permissions boundary"));
             }
         }
-        if !denied_on_system_roles {
+        for owner in owners.iter().filter(|owner| !denied_on_system_roles.contains(**owner)) {
             findings.push(format!("{owner} lacks the deny of {action} on /pim-system/"));
         }
     }
@@ -816,8 +824,8 @@ fn routes_are_authorized(template: &Value) -> Findings {
             findings.push(format!("{key} has authorization {auth:?} and target {target:?}"));
         }
     }
-    if seen != 6 {
-        findings.push(format!("{seen} routes where the API has 6"));
+    if seen != 7 {
+        findings.push(format!("{seen} routes where the API has 7"));
     }
     findings
 }
@@ -922,9 +930,19 @@ fn each_rule_catches_its_breach() {
             let statement = statement_mut(t, "ApprovalRole", "iam:PutRolePolicy");
             statement["Action"] = yaml("[iam:PutRolePolicy, iam:DeleteRolePolicy]");
         }),
-        ("request may put", "role policy rights are split and bounded", |t| {
+        ("revocation may put", "role policy rights are split and bounded", |t| {
             let statement = statement_mut(t, "ApprovalRole", "iam:PutRolePolicy").clone();
+            statements_mut(t, "RevocationRole").push(statement);
+        }),
+        ("request may delete", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "RevocationRole", "iam:DeleteRolePolicy").clone();
             statements_mut(t, "RequestRole").push(statement);
+        }),
+        ("request may put on pim's own roles", "role policy rights are split and bounded", |t| {
+            statements_mut(t, "RequestRole").retain(|s| {
+                !texts(&s["Action"]).contains(&"iam:PutRolePolicy".to_string())
+                    || s["Effect"].as_str() == Some("Allow")
+            });
         }),
         ("the boundary condition is gone", "role policy rights are split and bounded", |t| {
             let statement = statement_mut(t, "RevocationRole", "iam:DeleteRolePolicy");
