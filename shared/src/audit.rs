@@ -70,6 +70,12 @@ pub enum AuditAction {
     /// The sweep found a policy on an eligible role that pim did not write.
     #[serde(rename = "sweep.standing_access_found")]
     SweepStandingAccessFound,
+    /// A reviewer closed a break-glass activation with their finding.
+    #[serde(rename = "break_glass.reviewed")]
+    BreakGlassReviewed,
+    /// A review was refused: not a reviewer of the role, the requester, already reviewed.
+    #[serde(rename = "break_glass.review_refused")]
+    BreakGlassReviewRefused,
 }
 
 /// Whether the action took effect.

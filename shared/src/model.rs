@@ -73,6 +73,39 @@ pub struct Decision {
     pub at: DateTime<Utc>,
 }
 
+/// What a reviewer found, after the fact, about a break-glass activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// The emergency was real and the access fitted it.
+    Justified,
+    /// It was not; access still in place is ended at once.
+    Unjustified,
+}
+
+impl Finding {
+    /// The finding's name as the API and audit records show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Justified => "justified",
+            Self::Unjustified => "unjustified",
+        }
+    }
+}
+
+/// The after-the-fact review that closes a break-glass activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The reviewer's person id: an approver of the role, never the requester.
+    pub reviewer: String,
+    /// What they found.
+    pub finding: Finding,
+    /// Why, in their words.
+    pub comment: String,
+    /// When the review was committed.
+    pub at: DateTime<Utc>,
+}
+
 /// The access an approved request puts in place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -155,6 +188,9 @@ pub struct AccessRequest {
     /// so a human looks and the sweep reports it once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// The review of a break-glass activation, once done; until then it is outstanding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
 }
 
 /// What the scheduler delivers to the revocation function at a grant's end.
@@ -288,6 +324,48 @@ impl AccessRequest {
         Ok(next)
     }
 
+    /// Records `reviewer`'s review of a break-glass activation. One review closes it; the
+    /// requester never reviews their own; the state is left as it is.
+    pub fn record_review(
+        &self,
+        reviewer: &str,
+        finding: Finding,
+        comment: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Self> {
+        if !self.break_glass {
+            return Err(PimError::conflict(
+                "not_break_glass",
+                format!(
+                    "request {} was not a break-glass activation; there is nothing to review",
+                    self.id
+                ),
+            ));
+        }
+        if self.state == RequestState::Pending {
+            return Err(PimError::conflict(
+                "invalid_state",
+                format!("request {} is pending and cannot be reviewed yet", self.id),
+            ));
+        }
+        if reviewer == self.requester {
+            return Err(PimError::refused(
+                "self_review",
+                "a break-glass activation is reviewed by someone other than its requester",
+            ));
+        }
+        if let Some(review) = &self.review {
+            return Err(PimError::conflict(
+                "already_reviewed",
+                format!("request {} was already reviewed by {}", self.id, review.reviewer),
+            ));
+        }
+        let mut next = self.next(self.state, at);
+        next.review =
+            Some(Review { reviewer: reviewer.into(), finding, comment: comment.into(), at });
+        Ok(next)
+    }
+
     /// Access could not be put in place and was rolled back.
     pub fn fail(&self, reason: &str, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_state(&[RequestState::Approved], "failed")?;
@@ -362,6 +440,7 @@ mod tests {
             grant: None,
             reason: None,
             drift: None,
+            review: None,
         }
     }
 
@@ -430,5 +509,27 @@ mod tests {
         let failed = approved.fail("schedule refused", at).unwrap();
         assert_eq!(failed.reason.as_deref(), Some("schedule refused"));
         assert!(failed.expire(at).is_err());
+    }
+
+    #[test]
+    fn a_break_glass_activation_is_reviewed_once_by_someone_else_whatever_its_state() {
+        let at = t("2026-12-03T10:00:00Z");
+        let request = AccessRequest { break_glass: true, ..pending(at) };
+        let review = |r: &AccessRequest, who: &str| {
+            r.record_review(who, Finding::Justified, "real outage", at + Duration::hours(2))
+        };
+        assert_eq!(review(&request, "bob").unwrap_err().code(), "invalid_state");
+
+        let expired = request.approve_by_policy(at).unwrap().expire(at).unwrap();
+        assert_eq!(review(&expired, "alice").unwrap_err().code(), "self_review");
+        let reviewed = review(&expired, "bob").unwrap();
+        assert_eq!(
+            (reviewed.state, reviewed.version, reviewed.review.as_ref().unwrap().reviewer.as_str()),
+            (RequestState::Expired, expired.version + 1, "bob")
+        );
+        assert_eq!(review(&reviewed, "carol").unwrap_err().code(), "already_reviewed");
+
+        let ordinary = pending(at).approve("bob", at).unwrap();
+        assert_eq!(review(&ordinary, "carol").unwrap_err().code(), "not_break_glass");
     }
 }

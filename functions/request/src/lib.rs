@@ -1,11 +1,12 @@
-//! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}` and
-//! `POST /requests/{id}/cancel`. Each route parses, calls one domain operation and maps the
+//! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
+//! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
+//! break-glass activation). Each route parses, calls one domain operation and maps the
 //! result; the caller is always the authenticated principal from API Gateway.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use pim::api::{caller_of, json_response, problem_response, read_json};
-use pim::service::{NewRequest, Pim};
+use pim::service::{NewRequest, NewReview, Pim};
 use pim::{PimError, Result};
 use serde_json::json;
 
@@ -39,6 +40,11 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             let mut body = serde_json::to_value(&found).expect("request serializes");
             body["history"] = serde_json::to_value(history).expect("records serialize");
             Ok(json_response(200, &body))
+        }
+        (&Method::POST, ["requests", id, "review"]) => {
+            let input: NewReview = read_json(request)?;
+            let reviewed = pim.review_break_glass(&caller_of(request)?, id, input).await?;
+            Ok(json_response(200, &reviewed))
         }
         (&Method::POST, ["requests", id, "cancel"]) => {
             let cancelled = pim.cancel_request(&caller_of(request)?, id).await?;

@@ -273,7 +273,7 @@ impl Pim {
     /// Asks revocation to remove a grant's policy within about a minute, through a one-time
     /// cleanup schedule. If even that fails, the policy's own time condition still ends the
     /// access, and the failure is logged for a human.
-    async fn request_cleanup(&self, request_id: &str, grant: &Grant) {
+    pub(crate) async fn request_cleanup(&self, request_id: &str, grant: &Grant) {
         let event = ExpiryEvent::for_grant(request_id, grant);
         let at = self.clock.now() + chrono::Duration::seconds(CLEANUP_DELAY_SECS);
         let name = format!("pim-cleanup-{}", grant.id);

@@ -3,6 +3,7 @@
 //!
 //! - [`requests`]: create, show, list and cancel requests (the requester's API).
 //! - [`approvals`]: open an approval link and record a decision.
+//! - [`reviews`]: the after-the-fact review of a break-glass activation.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
@@ -15,6 +16,7 @@ pub mod approvals;
 pub mod grants;
 pub mod notify;
 pub mod requests;
+pub mod reviews;
 pub mod shipping;
 pub mod sweep;
 
@@ -35,6 +37,7 @@ use std::sync::Arc;
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
 pub use requests::{Created, NewRequest};
+pub use reviews::NewReview;
 pub use shipping::{AuditShipper, Shipped};
 pub use sweep::SweepReport;
 

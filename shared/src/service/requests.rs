@@ -96,6 +96,7 @@ impl Pim {
             grant: None,
             reason: None,
             drift: None,
+            review: None,
         };
 
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.
@@ -233,7 +234,8 @@ impl Pim {
         Ok(())
     }
 
-    /// A request and its history, if the caller is its requester or one of its approvers.
+    /// A request and its history, if the caller is its requester, one of its approvers, or
+    /// (for break-glass) one of its reviewers.
     pub async fn show_request(
         &self,
         caller: &Principal,
@@ -241,7 +243,9 @@ impl Pim {
     ) -> Result<(AccessRequest, Vec<AuditRecord>)> {
         let person = self.known_person(caller)?;
         let request = self.store.load_request(id).await?.filter(|request| {
-            request.requester == person.id || request.approvers.contains(&person.id)
+            request.requester == person.id
+                || request.approvers.contains(&person.id)
+                || self.reviewers_of(request).contains(&person.id)
         });
         let request = request.ok_or_else(|| not_found(id))?;
         let history = self.store.history(&request.id).await?;
@@ -315,7 +319,7 @@ impl Pim {
         self.refuse(AuditAction::RequestRefused, actor, Source::Api, subject, refusal).await
     }
 
-    fn known_person(&self, caller: &Principal) -> Result<&Person> {
+    pub(crate) fn known_person(&self, caller: &Principal) -> Result<&Person> {
         self.catalog.person_for(caller).ok_or_else(|| {
             PimError::refused(
                 "unknown_requester",
@@ -413,7 +417,7 @@ fn checked_ticket(role: &CatalogRole, ticket: Option<&str>) -> Result<Option<Str
     }
 }
 
-fn not_found(id: &str) -> PimError {
+pub(crate) fn not_found(id: &str) -> PimError {
     let shown: String = id.chars().take(64).flat_map(char::escape_default).collect();
     PimError::not_found("request_not_found", format!("no request {shown} is visible to you"))
 }

@@ -196,3 +196,123 @@ async fn someone_removed_from_the_policy_while_waiting_is_not_granted() {
     let denied = redeployed.decide(&token, Verdict::Deny).await.unwrap();
     assert_eq!(denied.state, pim::model::RequestState::Denied);
 }
+
+/// `POST /requests/{id}/review` as `caller`.
+async fn review(stack: &TestStack, caller: &str, id: &str, body: Value) -> pim_tests::Answer {
+    let body = serde_json::to_vec(&body).unwrap();
+    let path = format!("/requests/{id}/review");
+    stack.call(reqwest::Method::POST, &path, Some(caller), Some("application/json"), body).await
+}
+
+#[tokio::test]
+async fn one_review_closes_a_break_glass_activation_and_an_unjustified_one_ends_its_access() {
+    let stack = stack_on_thursday().await;
+    let created = stack
+        .create(
+            people::BOB,
+            json!({
+                "role": "prod-admin", "duration": "20m", "ticket": "INC-7", "break_glass": true,
+                "justification": format!("the fleet is down and nobody answers, {}", stack.account),
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let found = |finding: &str| json!({ "finding": finding, "comment": "no outage on record at that time" });
+
+    // Refused, with nothing changed: the requester, someone who is no reviewer, bad bodies.
+    let own = review(&stack, people::BOB, &id, found("justified")).await;
+    assert_eq!((own.status, own.code().as_str()), (403, "self_review"), "{}", own.text);
+    let stranger = review(&stack, people::ALICE, &id, found("justified")).await;
+    assert_eq!((stranger.status, stranger.code().as_str()), (404, "request_not_found"));
+    let bodies = [
+        json!({ "finding": "fine", "comment": "no outage on record at that time" }),
+        json!({ "finding": "justified", "comment": "ok" }),
+        json!({ "finding": "justified", "comment": "no outage on record", "extra": 1 }),
+    ];
+    for body in bodies {
+        let answer = review(&stack, people::CAROL, &id, body.clone()).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text);
+    }
+    let before = stack.show(people::BOB, &id).await.json();
+    assert_eq!((before["version"].as_u64(), before.get("review")), (Some(3), None));
+
+    // Carol, an approver of the role, finds it unjustified: recorded once, access ends.
+    let reviewed = review(&stack, people::CAROL, &id, found("unjustified")).await;
+    assert_eq!(reviewed.status, 200, "{}", reviewed.text);
+    let reviewed = reviewed.json();
+    assert_eq!(
+        (reviewed["state"].as_str(), reviewed["review"]["reviewer"].as_str()),
+        (Some("active"), Some("carol"))
+    );
+    assert_eq!(reviewed["review"]["finding"], "unjustified");
+    let again = review(&stack, people::CAROL, &id, found("justified")).await;
+    assert_eq!((again.status, again.code().as_str()), (409, "already_reviewed"));
+
+    let shown = stack.show(people::CAROL, &id).await;
+    assert_eq!(shown.status, 200, "a reviewer sees what they review: {}", shown.text);
+    let shown = shown.json();
+    assert_eq!(actions(&shown).last().map(String::as_str), Some("break_glass.reviewed"));
+    let record = shown["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(record["actor"]["id"], "carol");
+    assert_eq!(record["details"]["finding"], "unjustified");
+    assert_eq!(record["details"]["access_ended"], true);
+    assert_eq!(record["details"]["severity"], "high");
+    let refused: Vec<Value> = stack
+        .refusals()
+        .await
+        .into_iter()
+        .filter(|r| r["action"] == "break_glass.review_refused" && r["request_id"] == id)
+        .collect();
+    let codes: Vec<&str> = refused.iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(codes.len(), 2, "{refused:?}");
+    assert!(codes.contains(&"self_review") && codes.contains(&"already_reviewed"), "{codes:?}");
+
+    assert_eq!(stack.role_policies("bob-workload").await.len(), 1);
+    stack.clock.advance(chrono::Duration::seconds(61));
+    let group = stack.settings.schedule_group.clone();
+    pim_local::firer::fire_due(&stack.clients.scheduler, &group, &stack.pim, stack.clock_now())
+        .await
+        .unwrap();
+    assert!(stack.role_policies("bob-workload").await.is_empty());
+    assert_eq!(stack.show(people::BOB, &id).await.json()["state"], "expired");
+}
+
+#[tokio::test]
+async fn only_break_glass_is_reviewed_and_a_justified_finding_leaves_access_in_place() {
+    let stack = stack_on_thursday().await;
+    let ordinary = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
+    let body = json!({ "finding": "justified", "comment": "looks right to me, fine" });
+    let answer = review(&stack, people::ALICE, &ordinary, body.clone()).await;
+    assert_eq!((answer.status, answer.code().as_str()), (409, "not_break_glass"));
+
+    let created = stack
+        .create(
+            people::BOB,
+            json!({
+                "role": "prod-admin", "duration": "10m", "ticket": "INC-8", "break_glass": true,
+                "justification": format!("payments are failing for everyone, {}", stack.account),
+            }),
+        )
+        .await;
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let reviewed = review(&stack, people::CAROL, &id, body).await;
+    assert_eq!(reviewed.status, 200, "{}", reviewed.text);
+    let record = stack.show(people::BOB, &id).await.json()["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (record["action"].as_str(), record["details"]["access_ended"].as_bool()),
+        (Some("break_glass.reviewed"), Some(false))
+    );
+    assert!(record["details"].get("severity").is_none(), "{record}");
+    stack.clock.advance(chrono::Duration::seconds(61));
+    let group = stack.settings.schedule_group.clone();
+    pim_local::firer::fire_due(&stack.clients.scheduler, &group, &stack.pim, stack.clock_now())
+        .await
+        .unwrap();
+    assert_eq!(stack.role_policies("bob-workload").await.len(), 1, "access stays until its end");
+}
