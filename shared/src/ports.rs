@@ -89,8 +89,9 @@ pub trait PolicyBinder: Send + Sync {
     /// Removes the inline policy; a policy already gone is success.
     async fn delete_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<Removal>;
 
-    /// Whether the inline policy is on the role now.
-    async fn has_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<bool>;
+    /// The document of the inline policy `policy_name` on `role_name` as JSON, or `None`
+    /// when the role holds no such policy now.
+    async fn inline_policy(&self, role_name: &str, policy_name: &str) -> Result<Option<String>>;
 
     /// Every role under the IAM path `path_prefix` with its inline and attached policies,
     /// paged through to the end.

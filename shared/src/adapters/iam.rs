@@ -53,7 +53,7 @@ impl PolicyBinder for IamInlinePolicyBinder {
         }
     }
 
-    async fn has_grant_policy(&self, role_name: &str, policy_name: &str) -> Result<bool> {
+    async fn inline_policy(&self, role_name: &str, policy_name: &str) -> Result<Option<String>> {
         let outcome = self
             .client
             .get_role_policy()
@@ -62,8 +62,13 @@ impl PolicyBinder for IamInlinePolicyBinder {
             .send()
             .await;
         match outcome {
-            Ok(_) => Ok(true),
-            Err(err) if error_code(&err) == Some("NoSuchEntity") => Ok(false),
+            // IAM returns the document URL-encoded (RFC 3986).
+            Ok(policy) => Ok(Some(
+                percent_encoding::percent_decode_str(policy.policy_document())
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )),
+            Err(err) if error_code(&err) == Some("NoSuchEntity") => Ok(None),
             Err(err) => Err(aws_error("iam:GetRolePolicy", err)),
         }
     }

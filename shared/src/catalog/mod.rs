@@ -15,6 +15,7 @@ pub mod check;
 pub mod document;
 pub mod explain;
 pub mod locate;
+pub mod overlap;
 pub mod rules;
 
 use crate::error::{PimError, Result};

@@ -30,11 +30,15 @@
 //! orphans are gone, drift is marked once, and findings are keyed so they are written once.
 //! One item's failure does not stop the pass; it is reported and the next pass tries again.
 //!
-//! Standing access is reported by the policy's presence, not by comparing its permissions
-//! with the catalog's roles: a harmless policy on an eligible role is reported too.
+//! Standing access is reported by the policy's presence: a harmless policy on an eligible
+//! role is reported too. For an inline policy the finding also names the catalog roles whose
+//! actions it grants (`catalog_roles`, see [`crate::catalog::overlap`]); when it names any,
+//! catalog permissions are held permanently and the record carries `severity: high`. An
+//! attached managed policy is reported by its ARN without that comparison.
 
 use super::Pim;
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::catalog::overlap::catalog_roles_granted_by;
 use crate::catalog::role_name_of;
 use crate::error::Result;
 use crate::metrics::{Unit, names};
@@ -186,13 +190,36 @@ impl Pim {
         report: &mut SweepReport,
     ) {
         report.standing_access_seen += 1;
-        let record = self
+        let mut record = self
             .sweep_record(AuditAction::SweepStandingAccessFound, Outcome::Success)
             .with("role_arn", role.role_arn.clone())
             .with("policy_kind", kind)
             .with("policy", policy);
+        let catalog_roles = match kind {
+            "inline" => match self.binder.inline_policy(&role.role_name, policy).await {
+                Ok(Some(document)) => catalog_roles_granted_by(&self.catalog, &document),
+                // Removed since the listing: nothing stands any more.
+                Ok(None) => return,
+                Err(err) => {
+                    let label = format!("{}/{policy}", role.role_name);
+                    return report.failures.push(format!("reading {label}: {err}"));
+                }
+            },
+            _ => None,
+        };
+        if let Some(catalog_roles) = &catalog_roles {
+            record = record.with("catalog_roles", catalog_roles.clone());
+            if !catalog_roles.is_empty() {
+                record = record.with("severity", "high");
+            }
+        }
         let key = format!("STANDING#{}#{kind}#{policy}", role.role_name);
         match self.store.record_finding(&key, &record).await {
+            Ok(true) if catalog_roles.as_ref().is_some_and(|held| !held.is_empty()) => {
+                tracing::error!(role = %role.role_name, kind, policy, catalog_roles = ?catalog_roles,
+                    "catalog permissions held permanently on an eligible role");
+                report.standing_access.push(format!("{}/{policy}", role.role_name));
+            }
             Ok(true) => {
                 tracing::warn!(role = %role.role_name, kind, policy, "standing access on an eligible role");
                 report.standing_access.push(format!("{}/{policy}", role.role_name));
@@ -223,9 +250,9 @@ impl Pim {
             return unchanged;
         }
         // The listing may predate the grant's activation: ask IAM about this one policy.
-        match self.binder.has_grant_policy(role_name, &policy).await {
-            Ok(true) => return unchanged,
-            Ok(false) => {}
+        match self.binder.inline_policy(role_name, &policy).await {
+            Ok(Some(_)) => return unchanged,
+            Ok(None) => {}
             Err(err) => {
                 report.failures.push(format!("checking {role_name}/{policy}: {err}"));
                 return unchanged;

@@ -8,6 +8,7 @@ use pim::metrics::names;
 use pim::model::ExpiryEvent;
 use pim_tests::{TestStack, people};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// A granted request: its id, grant id and end.
 struct Granted {
@@ -247,11 +248,17 @@ async fn one_sweep_repairs_or_reports_every_kind_of_drift_and_a_second_changes_n
         .send()
         .await
         .unwrap();
-    // A grant policy nobody accounts for, and standing access pim did not write.
-    let document = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": "s3:*", "Resource": "*" }] }).to_string();
-    for (role, name) in
-        [("bob-workload", "pim-grant-0000feed"), ("carol-workload", "admin-forever")]
-    {
+    // A grant policy nobody accounts for, and standing access pim did not write: one
+    // holding prod-admin's permissions for good, one sharing no action with the catalog.
+    let allow = |action: &str| {
+        json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": action, "Resource": "*" }] }).to_string()
+    };
+    let document = allow("s3:*");
+    for (role, name, document) in [
+        ("bob-workload", "pim-grant-0000feed", document.clone()),
+        ("carol-workload", "admin-forever", allow("ec2:TerminateInstances")),
+        ("erin-workload", "read-reports", document.clone()),
+    ] {
         iam.put_role_policy()
             .role_name(role)
             .policy_name(name)
@@ -285,9 +292,27 @@ async fn one_sweep_repairs_or_reports_every_kind_of_drift_and_a_second_changes_n
     standing.sort();
     assert_eq!(
         standing,
-        ["carol-workload/admin-forever".to_string(), format!("dave-workload/{managed_arn}")]
+        [
+            "carol-workload/admin-forever".to_string(),
+            format!("dave-workload/{managed_arn}"),
+            "erin-workload/read-reports".to_string(),
+        ]
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // The findings say which catalog permissions are held for good, and only those are high.
+    let findings: BTreeMap<String, Value> = stack
+        .chain()
+        .await
+        .into_iter()
+        .filter(|record| record["action"] == "sweep.standing_access_found")
+        .map(|record| (record["details"]["policy"].as_str().unwrap().to_string(), record))
+        .collect();
+    assert_eq!(findings.len(), 3);
+    assert_eq!(findings["admin-forever"]["details"]["catalog_roles"], json!(["prod-admin"]));
+    assert_eq!(findings["admin-forever"]["details"]["severity"], "high");
+    assert_eq!(findings["read-reports"]["details"]["catalog_roles"], json!([]));
+    assert_eq!(findings["read-reports"]["details"].get("severity"), None);
+    assert_eq!(findings[&managed_arn]["details"].get("catalog_roles"), None);
 
     // Repaired: the overdue grant is over, the orphan gone, the schedule back at the end.
     assert_eq!(shown(&stack, &overdue.id).await["state"], "expired");
@@ -304,12 +329,12 @@ async fn one_sweep_repairs_or_reports_every_kind_of_drift_and_a_second_changes_n
     let attached =
         iam.list_attached_role_policies().role_name("dave-workload").send().await.unwrap();
     assert_eq!(attached.attached_policies().len(), 1);
-    assert_eq!(stack.metrics.values(names::STANDING_ACCESS), [2.0]);
+    assert_eq!(stack.metrics.values(names::STANDING_ACCESS), [3.0]);
 
     let before = stack.snapshot().await;
     let again = stack.pim.sweep().await.unwrap();
     assert!(again.changed_nothing(), "{again:?}");
-    assert_eq!(again.standing_access_seen, 2, "still reported in the metric");
+    assert_eq!(again.standing_access_seen, 3, "still reported in the metric");
     assert_eq!(stack.snapshot().await, before);
 }
 
