@@ -1,11 +1,13 @@
 //! A stand-in for API Gateway on loopback. Each HTTP request becomes the same payload
 //! (format 2.0) API Gateway hands a Lambda function, and is answered by the function's own
-//! handler: `/requests…` by the request function, `/approvals/…` by the approval function.
+//! handler: `/requests…` and `/mfa/…` by the request function, `/approvals/…` by the
+//! approval function.
 //!
 //! Authentication: API Gateway's IAM authorizer verifies SigV4 and passes the caller's ARN.
 //! This stand-in does not verify signatures; it takes the caller from the `X-Pim-Caller`
-//! header (or an OIDC subject from `X-Pim-Oidc-Subject`), and so must only ever listen on
-//! loopback. The functions never read those headers themselves.
+//! header (or an OIDC subject from `X-Pim-Oidc-Subject`, with further claims such as `amr`
+//! and `auth_time` as a JSON object of strings in `X-Pim-Oidc-Claims`), and so must only
+//! ever listen on loopback. The functions never read those headers themselves.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -26,6 +28,9 @@ pub const CALLER_HEADER: &str = "x-pim-caller";
 
 /// The header that names the caller's OIDC subject, local stack only.
 pub const OIDC_HEADER: &str = "x-pim-oidc-subject";
+
+/// The header with further OIDC claims (a JSON object of strings), local stack only.
+pub const OIDC_CLAIMS_HEADER: &str = "x-pim-oidc-claims";
 
 /// Bodies above this are refused before the function sees them (API Gateway's own limit
 /// is larger; the functions refuse anything over 16 KiB anyway).
@@ -69,7 +74,7 @@ async fn answer(
     let path = parts.uri.path();
     let response = if path.starts_with("/approvals/") {
         pim_approval::handle(&pim, lambda_request).await
-    } else if path == "/requests" || path.starts_with("/requests/") {
+    } else if path == "/requests" || path.starts_with("/requests/") || path.starts_with("/mfa/") {
         pim_request::handle(&pim, lambda_request).await
     } else {
         return Ok(plain(StatusCode::NOT_FOUND, "not found"));
@@ -100,7 +105,14 @@ fn api_gateway_event(parts: &http::request::Parts, body: &Bytes, source_ip: &str
         |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let authorizer = match (header(CALLER_HEADER), header(OIDC_HEADER)) {
         (Some(arn), _) => json!({ "iam": { "userArn": arn, "accountId": "123456789012" } }),
-        (None, Some(subject)) => json!({ "jwt": { "claims": { "sub": subject }, "scopes": null } }),
+        (None, Some(subject)) => {
+            let mut claims: Map<String, Value> = header(OIDC_CLAIMS_HEADER)
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            claims.retain(|_, value| value.is_string());
+            claims.insert("sub".into(), Value::String(subject));
+            json!({ "jwt": { "claims": claims, "scopes": null } })
+        }
         (None, None) => Value::Null,
     };
     let (body_text, encoded) = match std::str::from_utf8(body) {

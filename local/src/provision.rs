@@ -91,7 +91,9 @@ pub async fn provision(
     let template: Value = serde_yaml::from_str(TEMPLATE)?;
     create_table(clients, resource_of_type(&template, "AWS::DynamoDB::Table")?, &names.table)
         .await?;
-    let link_key_id = create_link_key(clients, mac_key(&template)?).await?;
+    let link_key_id = create_key(clients, mac_key(&template)?, "approval link MAC").await?;
+    let mfa_key = resource(&template, "MfaKey", "AWS::KMS::Key")?;
+    let mfa_key_id = create_key(clients, mfa_key, "one-time code secrets").await?;
     resource(&template, "ScheduleDeadLetterQueue", "AWS::SQS::Queue")?;
     resource_of_type(&template, "AWS::Scheduler::ScheduleGroup")?;
     clients.scheduler.create_schedule_group().name(&names.schedule_group).send().await?;
@@ -116,6 +118,7 @@ pub async fn provision(
         scheduler_role_arn,
         eligible_role_path: pim::config::DEFAULT_ELIGIBLE_ROLE_PATH.into(),
         schedule_dlq_arn: format!("arn:aws:sqs:us-east-1:{}:pim-schedule-dlq", names.account),
+        mfa_key_id: Some(mfa_key_id),
     })
 }
 
@@ -217,13 +220,18 @@ fn key_schema(value: &Value) -> Result<Vec<KeySchemaElement>, Failure> {
         .collect()
 }
 
-async fn create_link_key(clients: &AwsClients, properties: &Value) -> Result<String, Failure> {
+/// Creates a KMS key of the spec and usage the template declares.
+async fn create_key(
+    clients: &AwsClients,
+    properties: &Value,
+    purpose: &str,
+) -> Result<String, Failure> {
     let output = clients
         .kms
         .create_key()
         .key_spec(KeySpec::from(text(&properties["KeySpec"], "KeySpec")?))
         .key_usage(KeyUsageType::from(text(&properties["KeyUsage"], "KeyUsage")?))
-        .description("pim approval link MAC key (local)")
+        .description(format!("pim {purpose} key (local)"))
         .send()
         .await?;
     let metadata = output.key_metadata.ok_or("KMS returned no key metadata")?;

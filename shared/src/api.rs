@@ -34,6 +34,21 @@ pub fn caller_of(request: &Request) -> Result<Principal> {
     Err(missing())
 }
 
+/// Whether the JWT authorizer's claims assert a fresh multi-factor sign-in (`amr` with
+/// `mfa`, `auth_time` within [`crate::mfa::OIDC_MFA_FRESHNESS_SECS`] of `now`). Always
+/// `false` for IAM callers: IAM authorization carries no such claim.
+pub fn oidc_mfa_of(request: &Request, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let claims = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            context.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|jwt| &jwt.claims)
+        }
+        _ => None,
+    };
+    let Some(claims) = claims else { return false };
+    let claim = |name: &str| claims.get(name).map(String::as_str);
+    crate::mfa::oidc_mfa_is_fresh(claim("amr"), claim("auth_time"), now)
+}
+
 /// Reads a JSON body into `T`: the media type must be JSON, the body at most
 /// [`MAX_BODY_BYTES`] of UTF-8, and unknown or duplicate fields are refused by `T`'s
 /// derive. Every failure is a 4xx before anything is written.

@@ -76,6 +76,15 @@ pub enum AuditAction {
     /// A review was refused: not a reviewer of the role, the requester, already reviewed.
     #[serde(rename = "break_glass.review_refused")]
     BreakGlassReviewRefused,
+    /// A person was issued a new one-time code secret, pending their first code.
+    #[serde(rename = "mfa.enrollment_started")]
+    MfaEnrollmentStarted,
+    /// A person's first code confirmed their enrolment; their codes now count.
+    #[serde(rename = "mfa.enrolled")]
+    MfaEnrolled,
+    /// An enrolment or its confirmation was refused (already enrolled, wrong code).
+    #[serde(rename = "mfa.refused")]
+    MfaRefused,
 }
 
 /// Whether the action took effect.

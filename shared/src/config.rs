@@ -29,6 +29,10 @@ pub mod vars {
     /// [`super::DEFAULT_ELIGIBLE_ROLE_PATH`] when unset.
     pub const ELIGIBLE_ROLE_PATH: &str = "PIM_ELIGIBLE_ROLE_PATH";
 
+    /// KMS symmetric key that encrypts people's TOTP secrets. Optional: without it nobody
+    /// can enrol, and a role or rule that requires MFA refuses every request or approval.
+    pub const MFA_KEY_ID: &str = "PIM_MFA_KEY_ID";
+
     /// CloudWatch Logs group of the audit stream (the audit shipper and `pim audit`).
     pub const AUDIT_LOG_GROUP: &str = "PIM_AUDIT_LOG_GROUP";
     /// KMS asymmetric key that signs audit chain checkpoints (the audit shipper).
@@ -77,6 +81,8 @@ pub struct Settings {
     pub eligible_role_path: String,
     /// Dead-letter queue ARN of the expiry schedules.
     pub schedule_dlq_arn: String,
+    /// KMS key id or ARN that encrypts TOTP secrets, when MFA is set up.
+    pub mfa_key_id: Option<String>,
 }
 
 impl Settings {
@@ -121,6 +127,9 @@ impl Settings {
             scheduler_role_arn: get(vars::SCHEDULER_ROLE_ARN)?,
             eligible_role_path,
             schedule_dlq_arn: get(vars::SCHEDULE_DLQ_ARN)?,
+            mfa_key_id: lookup(vars::MFA_KEY_ID)
+                .map(|value| value.trim().to_string())
+                .filter(|value| !value.is_empty()),
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`model`]: requests and grants, and the state machine that moves them.
 //! - [`render`]: the IAM policy document of a grant, every statement time-bounded.
 //! - [`token`]: the signed approval links and their codec.
+//! - [`mfa`]: one-time codes (TOTP) people enrol, and fresh OIDC multi-factor sign-ins.
 //! - [`audit`]: the versioned audit record written with every transition and refusal, its
 //!   hash chain and signed checkpoints, the verifier, and the filters and receipts of reading.
 //! - [`ports`]: the traits the domain needs from the outside world (store, IAM, scheduler,
@@ -32,6 +33,7 @@ pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod mfa;
 pub mod model;
 pub mod ports;
 pub mod render;

@@ -163,6 +163,9 @@ pub struct AccessRequest {
     /// Distinct approvals needed.
     #[serde(default = "one")]
     pub quorum: u32,
+    /// Each approval needs the approver's one-time code.
+    #[serde(default)]
+    pub approver_mfa: bool,
     /// The ticket the requester gave, when the role asks for one.
     #[serde(default)]
     pub ticket: Option<String>,
@@ -431,6 +434,7 @@ mod tests {
             approvers: vec!["bob".into(), "carol".into(), "erin".into()],
             approval_rule: "approvers".into(),
             quorum: 1,
+            approver_mfa: false,
             ticket: None,
             break_glass: false,
             state: RequestState::Pending,

@@ -190,3 +190,46 @@ pub trait CheckpointSigner: Send + Sync {
     /// signature is `Ok(false)`.
     async fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<bool>;
 }
+
+/// Encrypts and decrypts small secrets (TOTP secrets) with a key that never leaves its keeper
+/// (KMS). The context is bound into the ciphertext: a secret sealed for one person cannot be
+/// opened as another's.
+#[async_trait]
+pub trait SecretKeeper: Send + Sync {
+    /// `plaintext` encrypted for `context`.
+    async fn seal(&self, plaintext: &[u8], context: &[(&str, &str)]) -> Result<Vec<u8>>;
+
+    /// The plaintext of `sealed`, which must have been sealed for the same `context`.
+    async fn open(&self, sealed: &[u8], context: &[(&str, &str)]) -> Result<Vec<u8>>;
+}
+
+/// People's TOTP enrolments, and the one-time use of each code's step.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// The person's enrolment, read strongly consistently.
+    async fn enrollment(&self, person: &str) -> Result<Option<crate::mfa::Enrollment>>;
+
+    /// Stores a pending enrolment with its audit record, in one transaction, unless the
+    /// person has an active one (a conflict, `mfa_already_enrolled`); a pending one is
+    /// replaced.
+    async fn begin_enrollment(
+        &self,
+        enrollment: &crate::mfa::Enrollment,
+        record: &AuditRecord,
+    ) -> Result<()>;
+
+    /// Stores `confirmed` (the active form of a pending enrolment, its first step
+    /// consumed) with its audit record, in one transaction, only if the stored enrolment is
+    /// still the pending one issued at `confirmed.created_at`; otherwise a conflict
+    /// (`stale_enrollment`).
+    async fn confirm_enrollment(
+        &self,
+        confirmed: &crate::mfa::Enrollment,
+        record: &AuditRecord,
+    ) -> Result<()>;
+
+    /// Consumes `step` of the person's active enrolment with a conditional write: `false`
+    /// when that step or a later one was consumed before (a code used twice, or an older
+    /// code after a newer one).
+    async fn consume_step(&self, person: &str, step: u64) -> Result<bool>;
+}

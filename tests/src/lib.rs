@@ -517,7 +517,8 @@ impl Snapshot {
     }
 }
 
-async fn answer(request: reqwest::RequestBuilder) -> Answer {
+/// Sends `request` and reads the whole answer.
+pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
     let response = request.send().await.expect("gateway answers");
     let status = response.status().as_u16();
     let headers = response.headers().clone();

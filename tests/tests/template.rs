@@ -41,6 +41,7 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "dynamodb:GetItem",
             "dynamodb:PutItem",
             "dynamodb:Query",
+            "dynamodb:UpdateItem",
             "kms:GenerateMac",
             "iam:PutRolePolicy",
             "scheduler:CreateSchedule",
@@ -50,6 +51,7 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
         "ApprovalRole" => &[
             "dynamodb:GetItem",
             "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
             "kms:VerifyMac",
             "iam:PutRolePolicy",
             "scheduler:CreateSchedule",
@@ -347,10 +349,38 @@ fn service_conditions_hold(template: &Value) -> Findings {
     let mut findings = Findings::new();
     for statement in all_statements(template).iter().filter(|s| s.allow) {
         let has = |action: &str| statement.actions.iter().any(|a| a == action);
-        if has("kms:Decrypt") || has("kms:Encrypt") || has("kms:GenerateDataKey") {
+        let on_mfa_key = statement.resources == ["GetAtt:MfaKey.Arn"];
+        let kms_crypto = has("kms:Decrypt") || has("kms:Encrypt") || has("kms:GenerateDataKey");
+        if kms_crypto && on_mfa_key {
+            // One-time code secrets: only sealed and opened for that purpose, never a data key.
+            let purpose = condition_value(
+                &statement.condition,
+                "StringEquals",
+                "kms:EncryptionContext:pim:purpose",
+            );
+            if purpose != ["mfa-totp"] || has("kms:GenerateDataKey") {
+                findings.push(format!("{} may use the MFA key for anything", statement.role));
+            }
+        } else if kms_crypto {
             let via = condition_value(&statement.condition, "StringEquals", "kms:ViaService");
             if via != ["dynamodb.${AWS::Region}.amazonaws.com"] {
                 findings.push(format!("{} may use the data key outside DynamoDB", statement.role));
+            }
+        }
+        if has("kms:Encrypt") && on_mfa_key && statement.role != "RequestRole" {
+            findings.push(format!(
+                "{} may seal MFA secrets (enrolment is the request function's)",
+                statement.role
+            ));
+        }
+        if has("dynamodb:UpdateItem") {
+            let keys = condition_value(
+                &statement.condition,
+                "ForAllValues:StringLike",
+                "dynamodb:LeadingKeys",
+            );
+            if keys != ["MFA#*"] || statement.actions.len() != 1 {
+                findings.push(format!("{} may update items other than enrolments", statement.role));
             }
         }
         if has("ses:SendEmail") {
@@ -411,6 +441,10 @@ fn environment_matches_the_code(template: &Value) -> Findings {
         };
         if function == "RevocationFunction" {
             read.insert(vars::ELIGIBLE_ROLE_PATH.to_string());
+        }
+        // Only the functions that check one-time codes know the key of their secrets.
+        if matches!(function, "RequestFunction" | "ApprovalFunction") {
+            read.insert(vars::MFA_KEY_ID.to_string());
         }
         let variables = environment(template, function).as_mapping().cloned().unwrap_or_default();
         let set: BTreeSet<String> =
@@ -814,7 +848,7 @@ fn routes_are_authorized(template: &Value) -> Findings {
         let target = texts(&properties["Target"]);
         let expected: (Vec<&str>, &str) = if key.contains(" /approvals/") {
             (vec!["NONE"], "integrations/${ApprovalIntegration}")
-        } else if key.contains(" /requests") {
+        } else if key.contains(" /requests") || key.contains(" /mfa/") {
             (vec!["JWT", "AWS_IAM"], "integrations/${RequestIntegration}")
         } else {
             findings.push(format!("{id:?} is an unknown route {key}"));
@@ -824,8 +858,8 @@ fn routes_are_authorized(template: &Value) -> Findings {
             findings.push(format!("{key} has authorization {auth:?} and target {target:?}"));
         }
     }
-    if seen != 7 {
-        findings.push(format!("{seen} routes where the API has 7"));
+    if seen != 9 {
+        findings.push(format!("{seen} routes where the API has 9"));
     }
     findings
 }
@@ -970,6 +1004,19 @@ fn each_rule_catches_its_breach() {
         }),
         ("the data key outside DynamoDB", "service conditions hold", |t| {
             let statement = statement_mut(t, "ApprovalRole", "kms:Decrypt");
+            statement.as_mapping_mut().unwrap().remove("Condition");
+        }),
+        ("the MFA key for any purpose", "service conditions hold", |t| {
+            let statement = statement_mut(t, "ApprovalRole", "kms:Decrypt");
+            statement["Resource"] = yaml("!GetAtt MfaKey.Arn");
+            statement.as_mapping_mut().unwrap().remove("Condition");
+        }),
+        ("approval may seal MFA secrets", "service conditions hold", |t| {
+            let s = "{Effect: Allow, Action: kms:Encrypt, Resource: !GetAtt MfaKey.Arn, Condition: {StringEquals: {'kms:EncryptionContext:pim:purpose': mfa-totp}}}";
+            add_statement(t, "ApprovalRole", s);
+        }),
+        ("updates beyond enrolments", "service conditions hold", |t| {
+            let statement = statement_mut(t, "RequestRole", "dynamodb:UpdateItem");
             statement.as_mapping_mut().unwrap().remove("Condition");
         }),
         ("the scheduler trust loses its source", "scheduler trust is conditioned", |t| {

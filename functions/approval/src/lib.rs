@@ -61,18 +61,19 @@ async fn show(pim: &Pim, token: &str) -> Response<Body> {
 }
 
 async fn decide(pim: &Pim, token: &str, request: &Request) -> Response<Body> {
-    let verdict = match check_form(pim, request) {
-        Ok(verdict) => verdict,
+    let (verdict, mfa_code) = match check_form(pim, request) {
+        Ok(decision) => decision,
         Err(refusal) => return page::problem(&pim.refuse_link_use(refusal).await),
     };
-    match pim.decide(token, verdict).await {
+    match pim.decide(token, verdict, mfa_code.as_deref()).await {
         Ok(decided) => page::outcome(&decided),
         Err(err) => page::problem(&err),
     }
 }
 
-/// Checks the form's media type, origin and CSRF token, and returns the verdict.
-fn check_form(pim: &Pim, request: &Request) -> Result<Verdict> {
+/// Checks the form's media type, origin and CSRF token, and returns the verdict and the
+/// one-time code, when one was typed.
+fn check_form(pim: &Pim, request: &Request) -> Result<(Verdict, Option<String>)> {
     let headers = request.headers();
     let media_type = header_text(headers, header::CONTENT_TYPE.as_str())
         .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
@@ -111,11 +112,18 @@ fn check_form(pim: &Pim, request: &Request) -> Result<Verdict> {
             "the form's CSRF token is missing or does not match; reload the page",
         ));
     }
-    match field("decision") {
-        Some("approve") => Ok(Verdict::Approve),
-        Some("deny") => Ok(Verdict::Deny),
-        _ => Err(PimError::invalid("malformed_form", "the decision must be approve or deny")),
-    }
+    let verdict = match field("decision") {
+        Some("approve") => Verdict::Approve,
+        Some("deny") => Verdict::Deny,
+        _ => {
+            return Err(PimError::invalid(
+                "malformed_form",
+                "the decision must be approve or deny",
+            ));
+        }
+    };
+    let code = field("mfa_code").map(str::trim).filter(|code| !code.is_empty());
+    Ok((verdict, code.map(str::to_string)))
 }
 
 /// The token from `/approvals/{token}` (a stage prefix is allowed before it).
@@ -165,7 +173,9 @@ fn parse_form(bytes: &[u8]) -> Result<Vec<(String, String)>> {
                 .map_err(|_| malformed())
         };
         let (key, value) = (decode(key)?, decode(value)?);
-        if !matches!(key.as_str(), "csrf" | "decision") || fields.iter().any(|(k, _)| *k == key) {
+        if !matches!(key.as_str(), "csrf" | "decision" | "mfa_code")
+            || fields.iter().any(|(k, _)| *k == key)
+        {
             return Err(malformed());
         }
         fields.push((key, value));

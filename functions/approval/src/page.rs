@@ -29,10 +29,18 @@ pub fn confirmation(view: &LinkView, csrf: &str) -> Response<Body> {
         facts_table(request)
     );
     if request.state == RequestState::Pending {
+        // The policy asks approvers for a second factor: a code field, empty, never prefilled.
+        let code_field = if request.approver_mfa {
+            "<p><label>One-time code from your app (needed to approve): \
+             <input name=\"mfa_code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+             pattern=\"[0-9]{6}\" maxlength=\"6\"></label></p>"
+        } else {
+            ""
+        };
         body.push_str(&format!(
             "<p>Deciding as <strong>{}</strong>.</p>\
              <form method=\"post\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">{code_field}\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
              <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
              </form>",

@@ -1,12 +1,13 @@
 //! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
 //! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
-//! break-glass activation). Each route parses, calls one domain operation and maps the
+//! break-glass activation), and one-time code enrolment: `POST /mfa/enrollment` and
+//! `POST /mfa/enrollment/confirm`. Each route parses, calls one domain operation and maps the
 //! result; the caller is always the authenticated principal from API Gateway.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use pim::api::{caller_of, json_response, problem_response, read_json};
-use pim::service::{NewRequest, NewReview, Pim};
+use pim::api::{caller_of, json_response, oidc_mfa_of, problem_response, read_json};
+use pim::service::{ConfirmEnrollment, NewRequest, NewReview, Pim};
 use pim::{PimError, Result};
 use serde_json::json;
 
@@ -24,8 +25,9 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
     let method = request.method();
     match (method, segments.as_slice()) {
         (&Method::POST, ["requests"]) => {
-            let input: NewRequest = read_json(request)?;
+            let mut input: NewRequest = read_json(request)?;
             let caller = caller_of(request)?;
+            input.oidc_mfa = oidc_mfa_of(request, pim.clock.now());
             let created = pim.create_request(&caller, input).await?;
             let mut body = serde_json::to_value(&created.request).expect("request serializes");
             body["undelivered_notifications"] = json!(created.undelivered);
@@ -50,7 +52,16 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             let cancelled = pim.cancel_request(&caller_of(request)?, id).await?;
             Ok(json_response(200, &cancelled))
         }
-        (_, ["requests", ..]) => {
+        (&Method::POST, ["mfa", "enrollment"]) => {
+            let issued = pim.begin_mfa_enrollment(&caller_of(request)?).await?;
+            Ok(json_response(201, &issued))
+        }
+        (&Method::POST, ["mfa", "enrollment", "confirm"]) => {
+            let input: ConfirmEnrollment = read_json(request)?;
+            pim.confirm_mfa_enrollment(&caller_of(request)?, input).await?;
+            Ok(json_response(200, &json!({ "state": "active" })))
+        }
+        (_, ["requests" | "mfa", ..]) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
@@ -60,7 +71,7 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
 /// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.iter().position(|s| *s == "requests") {
+    match segments.iter().position(|s| matches!(*s, "requests" | "mfa")) {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,
     }

@@ -11,6 +11,7 @@
 //! | shipping cursor | `AUDIT#SHIPPED` | `CURSOR` | `sequence` shipped so far |
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
 //! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
+//! | MFA enrolment | `MFA#<person>` | `MFA` | `secret` (KMS ciphertext), `mfa_state`, `created_at`, `last_step` |
 //!
 //! [`RequestStore::live_grants`] is a paginated, strongly consistent `Scan` filtered on
 //! `state`: it reads (and is billed for) every item of the table, audit records included,
@@ -34,8 +35,9 @@ use super::aws_error;
 use crate::audit::AuditRecord;
 use crate::audit::chain::{self, ChainHead};
 use crate::error::{PimError, Result};
+use crate::mfa::{Enrollment, EnrollmentState};
 use crate::model::{AccessRequest, RequestState};
-use crate::ports::{AuditChain, RequestStore};
+use crate::ports::{AuditChain, MfaStore, RequestStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -179,6 +181,7 @@ enum Part {
     History,
     Link,
     Finding,
+    Enrollment,
     Chain,
 }
 
@@ -217,6 +220,13 @@ fn conflict_of(parts: &[Part], codes: &[String]) -> Option<PimError> {
         return Some(PimError::conflict(
             "link_already_used",
             "this approval link was already used",
+        ));
+    }
+    if failed(Part::Enrollment) {
+        return Some(PimError::conflict(
+            "mfa_already_enrolled",
+            "an enrolment exists that this change no longer matches: a confirmed one cannot be \
+             replaced, and a pending one may have been replaced meanwhile",
         ));
     }
     if failed(Part::Finding) {
@@ -529,6 +539,121 @@ impl AuditChain for DynamoRequestStore {
                 Err(PimError::conflict("shipping_cursor_moved", "another shipper moved the cursor"))
             }
             Err(err) => Err(aws_error("dynamodb:PutItem", err)),
+        }
+    }
+}
+
+fn enrollment_key(person: &str) -> String {
+    format!("MFA#{person}")
+}
+
+fn enrollment_item(enrollment: &Enrollment) -> Item {
+    let state = match enrollment.state {
+        EnrollmentState::Pending => "pending",
+        EnrollmentState::Active => "active",
+    };
+    let mut item: Item = HashMap::from([
+        ("pk".into(), s(enrollment_key(&enrollment.person))),
+        ("sk".into(), s("MFA")),
+        ("person".into(), s(&enrollment.person)),
+        ("secret".into(), AttributeValue::B(enrollment.sealed_secret.clone().into())),
+        ("mfa_state".into(), s(state)),
+        ("created_at".into(), s(enrollment.created_at.to_rfc3339())),
+    ]);
+    if let Some(step) = enrollment.last_step {
+        item.insert("last_step".into(), n(step));
+    }
+    item
+}
+
+fn enrollment_of(item: &Item) -> Result<Enrollment> {
+    let corrupt = |reason: &str| PimError::Corrupt { key: "MFA".into(), reason: reason.into() };
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let state = match text("mfa_state").as_deref() {
+        Some("pending") => EnrollmentState::Pending,
+        Some("active") => EnrollmentState::Active,
+        _ => return Err(corrupt("unknown mfa_state")),
+    };
+    Ok(Enrollment {
+        person: text("person").ok_or_else(|| corrupt("no person"))?,
+        sealed_secret: item
+            .get("secret")
+            .and_then(|v| v.as_b().ok())
+            .map(|blob| blob.as_ref().to_vec())
+            .ok_or_else(|| corrupt("no secret"))?,
+        state,
+        last_step: item
+            .contains_key("last_step")
+            .then(|| number_of(item, "last_step"))
+            .transpose()?,
+        created_at: text("created_at")
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok_or_else(|| corrupt("no created_at"))?,
+    })
+}
+
+#[async_trait]
+impl MfaStore for DynamoRequestStore {
+    async fn enrollment(&self, person: &str) -> Result<Option<Enrollment>> {
+        self.get(&enrollment_key(person), "MFA").await?.as_ref().map(enrollment_of).transpose()
+    }
+
+    async fn begin_enrollment(&self, enrollment: &Enrollment, record: &AuditRecord) -> Result<()> {
+        let pending = HashMap::from([(":pending".to_string(), s("pending"))]);
+        self.append(record, |_| {
+            let condition = "attribute_not_exists(pk) OR mfa_state = :pending";
+            let put = self.put(enrollment_item(enrollment), condition, Some(pending.clone()))?;
+            Ok(vec![(Part::Enrollment, put)])
+        })
+        .await
+    }
+
+    async fn confirm_enrollment(&self, confirmed: &Enrollment, record: &AuditRecord) -> Result<()> {
+        let expected = HashMap::from([
+            (":pending".to_string(), s("pending")),
+            (":issued".to_string(), s(confirmed.created_at.to_rfc3339())),
+        ]);
+        let outcome = self
+            .append(record, |_| {
+                let condition = "mfa_state = :pending AND created_at = :issued";
+                let put =
+                    self.put(enrollment_item(confirmed), condition, Some(expected.clone()))?;
+                Ok(vec![(Part::Enrollment, put)])
+            })
+            .await;
+        match outcome {
+            Err(PimError::Conflict { code: "mfa_already_enrolled", .. }) => {
+                Err(PimError::conflict(
+                    "stale_enrollment",
+                    "this enrolment was confirmed or replaced meanwhile; enrol again if needed",
+                ))
+            }
+            other => other,
+        }
+    }
+
+    async fn consume_step(&self, person: &str, step: u64) -> Result<bool> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(enrollment_key(person)))
+            .key("sk", s("MFA"))
+            .update_expression("SET last_step = :step")
+            .condition_expression(
+                "mfa_state = :active AND (attribute_not_exists(last_step) OR last_step < :step)",
+            )
+            .expression_attribute_values(":step", n(step))
+            .expression_attribute_values(":active", s("active"))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(err) if super::error_code(&err) == Some("ConditionalCheckFailedException") => {
+                Ok(false)
+            }
+            Err(err) => Err(aws_error("dynamodb:UpdateItem", err)),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! KMS: [`LinkSigner`] on HMAC keys (`GenerateMac` and `VerifyMac` with HMAC-SHA-256, so
-//! the link key never leaves KMS), and [`CheckpointSigner`] on an asymmetric signing key.
+//! the link key never leaves KMS), [`CheckpointSigner`] on an asymmetric signing key, and
+//! [`SecretKeeper`] on a symmetric key (`Encrypt`/`Decrypt` with an encryption context).
 
 use super::{aws_error, error_code};
 use crate::error::Result;
-use crate::ports::{CheckpointSigner, LinkSigner};
+use crate::ports::{CheckpointSigner, LinkSigner, SecretKeeper};
 use async_trait::async_trait;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MacAlgorithmSpec, MessageType, SigningAlgorithmSpec};
@@ -113,5 +114,53 @@ impl CheckpointSigner for KmsCheckpointSigner {
             Err(err) if error_code(&err) == Some("KMSInvalidSignatureException") => Ok(false),
             Err(err) => Err(aws_error("kms:Verify", err)),
         }
+    }
+}
+
+/// Seals MFA secrets with one symmetric KMS key; the context is the encryption context, so
+/// KMS refuses to open a secret for any other person (and key policies can name it).
+#[derive(Debug, Clone)]
+pub struct KmsSecretKeeper {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+}
+
+impl KmsSecretKeeper {
+    /// A keeper using the KMS key `key_id` (id, ARN or alias).
+    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
+        Self { client, key_id: key_id.into() }
+    }
+}
+
+fn encryption_context(context: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    context.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[async_trait]
+impl SecretKeeper for KmsSecretKeeper {
+    async fn seal(&self, plaintext: &[u8], context: &[(&str, &str)]) -> Result<Vec<u8>> {
+        let output = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(Blob::new(plaintext))
+            .set_encryption_context(Some(encryption_context(context)))
+            .send()
+            .await
+            .map_err(|err| aws_error("kms:Encrypt", err))?;
+        Ok(output.ciphertext_blob.map(Blob::into_inner).unwrap_or_default())
+    }
+
+    async fn open(&self, sealed: &[u8], context: &[(&str, &str)]) -> Result<Vec<u8>> {
+        let output = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(Blob::new(sealed))
+            .set_encryption_context(Some(encryption_context(context)))
+            .send()
+            .await
+            .map_err(|err| aws_error("kms:Decrypt", err))?;
+        Ok(output.plaintext.map(Blob::into_inner).unwrap_or_default())
     }
 }

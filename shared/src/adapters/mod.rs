@@ -17,7 +17,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 pub use cloudwatch_logs::CloudWatchAuditSink;
 pub use dynamodb::DynamoRequestStore;
 pub use iam::IamInlinePolicyBinder;
-pub use kms::{KmsCheckpointSigner, KmsLinkSigner};
+pub use kms::{KmsCheckpointSigner, KmsLinkSigner, KmsSecretKeeper};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;
 

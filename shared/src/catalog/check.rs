@@ -516,6 +516,7 @@ impl Checker {
             ticket_pattern: self.regex(&doc.ticket_pattern, &format!("{here}.ticket_pattern")),
             max_active_grants: doc.max_active_grants,
             pending_lifetime_secs,
+            requester_mfa: doc.requester_mfa,
         }
     }
 
@@ -550,6 +551,7 @@ impl Checker {
                         auto_approve: false,
                         approvers: raw.approvers.clone(),
                         quorum: 1,
+                        approver_mfa: false,
                         when: None,
                     }];
                     (&shorthand[..], format!("{path}.approvers"))
@@ -594,8 +596,15 @@ impl Checker {
                     }
                 }
             }
+            if doc.auto_approve && doc.approver_mfa {
+                self.error(
+                    format!("{here}.approver_mfa"),
+                    "an auto-approving rule has no approvers to ask for a code",
+                );
+            }
             let mut rule =
                 ApprovalRule::unconditional(&doc.name, doc.auto_approve, approvers, doc.quorum);
+            rule.approver_mfa = doc.approver_mfa;
             if let Some(when) = &doc.when {
                 let at = format!("{here}.when");
                 rule.max_secs = when
@@ -787,6 +796,16 @@ roles:
                 "approvers: [b]",
                 "approval: [{name: x, auto_approve: true, approvers: [b]}]",
                 "an auto-approving rule has no approvers",
+            ),
+            (
+                "approvers: [b]",
+                "approval: [{name: x, auto_approve: true, approver_mfa: true}]",
+                "an auto-approving rule has no approvers to ask for a code",
+            ),
+            (
+                "approvers: [b]",
+                "approvers: [b]\n    constraints: {requester_mfa: 'yes'}",
+                "requester_mfa",
             ),
             (
                 "approvers: [b]",

@@ -168,6 +168,10 @@ pub struct ConstraintsDoc {
     /// How long approvers have for this role.
     #[serde(default)]
     pub pending_lifetime: Option<String>,
+    /// The requester must prove a second factor: a one-time code from their enrolled app,
+    /// or a fresh OIDC multi-factor sign-in.
+    #[serde(default)]
+    pub requester_mfa: bool,
 }
 
 /// One approval rule.
@@ -185,6 +189,9 @@ pub struct ApprovalRuleDoc {
     /// How many distinct approvers must approve (default 1).
     #[serde(default = "one")]
     pub quorum: u32,
+    /// Each approval must carry a one-time code from the approver's enrolled app.
+    #[serde(default)]
+    pub approver_mfa: bool,
     /// When the rule applies; always when absent.
     #[serde(default)]
     pub when: Option<ConditionDoc>,

@@ -92,6 +92,8 @@ pub struct ApprovalPlan {
     pub approvers: Vec<String>,
     /// Distinct approvals needed.
     pub quorum: u32,
+    /// Each approval needs the approver's one-time code.
+    pub approver_mfa: bool,
 }
 
 impl CatalogRole {
@@ -156,6 +158,7 @@ impl CatalogRole {
             auto_approve: rule.auto_approve,
             approvers,
             quorum: rule.quorum,
+            approver_mfa: rule.approver_mfa,
         })
     }
 

@@ -99,6 +99,8 @@ pub struct Constraints {
     pub max_active_grants: Option<u32>,
     /// How long approvers have, in seconds.
     pub pending_lifetime_secs: u64,
+    /// The requester must prove a second factor.
+    pub requester_mfa: bool,
 }
 
 /// One approval rule, validated.
@@ -112,6 +114,8 @@ pub struct ApprovalRule {
     pub approvers: BTreeSet<String>,
     /// Distinct approvals needed.
     pub quorum: u32,
+    /// Each approval needs the approver's one-time code.
+    pub approver_mfa: bool,
     /// Applies only to requests of at most this many seconds.
     pub max_secs: Option<u64>,
     /// Applies only to requests of more than this many seconds.
@@ -139,6 +143,7 @@ impl ApprovalRule {
             auto_approve,
             approvers,
             quorum,
+            approver_mfa: false,
             max_secs: None,
             longer_than_secs: None,
             requester_in: None,
@@ -165,9 +170,10 @@ impl ApprovalRule {
     }
 
     /// Orders rules by strictness: any rule that needs approvers beats auto-approval, then
-    /// the larger quorum wins.
-    pub fn strictness(&self) -> (bool, u32) {
-        (!self.auto_approve, if self.auto_approve { 0 } else { self.quorum })
+    /// the larger quorum wins, then the rule that asks approvers for a second factor.
+    pub fn strictness(&self) -> (bool, u32, bool) {
+        let quorum = if self.auto_approve { 0 } else { self.quorum };
+        (!self.auto_approve, quorum, self.approver_mfa)
     }
 
     /// Whether the rule has no condition at all.
@@ -230,6 +236,25 @@ mod tests {
             "early Saturday belongs to Friday's window"
         );
         assert!(!night.contains(at("2026-12-05T23:00:00Z")), "Saturday night");
+    }
+
+    #[test]
+    fn the_strictest_rule_prefers_approvers_then_quorum_then_approver_mfa() {
+        let rule = |name: &str, auto: bool, quorum: u32, mfa: bool| {
+            let mut rule = ApprovalRule::unconditional(name, auto, BTreeSet::new(), quorum);
+            rule.approver_mfa = mfa;
+            rule
+        };
+        let cases = [
+            (vec![rule("auto", true, 1, false), rule("one", false, 1, false)], "one"),
+            (vec![rule("two", false, 2, false), rule("one-mfa", false, 1, true)], "two"),
+            (vec![rule("one", false, 1, false), rule("one-mfa", false, 1, true)], "one-mfa"),
+            (vec![rule("one-mfa", false, 1, true), rule("one", false, 1, false)], "one-mfa"),
+            (vec![rule("a", false, 1, false), rule("b", false, 1, false)], "a"),
+        ];
+        for (rules, expected) in cases {
+            assert_eq!(strictest(rules.iter()).unwrap().name, expected);
+        }
     }
 
     #[test]

@@ -55,8 +55,15 @@ impl Pim {
     }
 
     /// Records an approver's decision through a link, and grants access on approval. The
-    /// link's one-time id is consumed in the same transaction as the decision.
-    pub async fn decide(&self, token: &str, verdict: Verdict) -> Result<AccessRequest> {
+    /// link's one-time id is consumed in the same transaction as the decision. Where the
+    /// request's rule asks approvers for a second factor, an approval needs `mfa_code` (a
+    /// denial grants nothing and needs none).
+    pub async fn decide(
+        &self,
+        token: &str,
+        verdict: Verdict,
+        mfa_code: Option<&str>,
+    ) -> Result<AccessRequest> {
         let view = match self.read_link(token).await {
             Ok(view) => view,
             Err((refusal, claims)) if refusal.is_refusal() => {
@@ -91,6 +98,14 @@ impl Pim {
         {
             return Err(self.refuse_decision(actor, subject, refusal).await);
         }
+        // The code comes last of the checks, so it is spent only on a decision that counts.
+        let code_checked = verdict == Verdict::Approve && request.approver_mfa;
+        if code_checked && let Err(err) = self.check_code(&approver.id, mfa_code).await {
+            if !err.is_refusal() {
+                return Err(err);
+            }
+            return Err(self.refuse_decision(actor, subject, err).await);
+        }
 
         let now = self.clock.now();
         let next = match verdict {
@@ -112,6 +127,7 @@ impl Pim {
             .with("approval_rule", next.approval_rule.clone())
             .with("approvals", next.approvals())
             .with("quorum", next.quorum);
+        let record = if code_checked { record.with("mfa", "totp") } else { record };
         if let Err(err) = self.store.commit_transition(&next, &record, Some(&claims.lid)).await {
             if err.is_refusal() {
                 return Err(self.refuse_decision(actor, subject, err).await);

@@ -5,6 +5,7 @@
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`reviews`]: the after-the-fact review of a break-glass activation.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
+//! - [`mfa`]: enrol a one-time code app, and check the codes policy asks for.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
@@ -14,6 +15,7 @@
 
 pub mod approvals;
 pub mod grants;
+pub mod mfa;
 pub mod notify;
 pub mod requests;
 pub mod reviews;
@@ -22,7 +24,7 @@ pub mod sweep;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
-    KmsLinkSigner, SesMailer,
+    KmsLinkSigner, KmsSecretKeeper, SesMailer,
 };
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::backoff::Backoff;
@@ -31,11 +33,14 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::PimError;
 use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
-use crate::ports::{ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore};
+use crate::ports::{
+    ExpiryScheduler, LinkSigner, Mailer, MfaStore, PolicyBinder, RequestStore, SecretKeeper,
+};
 use std::sync::Arc;
 
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
+pub use mfa::{ConfirmEnrollment, NewEnrollment};
 pub use requests::{Created, NewRequest};
 pub use reviews::NewReview;
 pub use shipping::{AuditShipper, Shipped};
@@ -56,6 +61,10 @@ pub struct Pim {
     pub mailer: Arc<dyn Mailer>,
     /// Link MACs.
     pub signer: Arc<dyn LinkSigner>,
+    /// TOTP enrolments and consumed code steps.
+    pub mfa: Arc<dyn MfaStore>,
+    /// Encrypts TOTP secrets; `None` when MFA is not set up (see [`Settings::mfa_key_id`]).
+    pub secrets: Option<Arc<dyn SecretKeeper>>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Base URL of the API, for links.
@@ -103,6 +112,10 @@ impl Pim {
         Self {
             catalog: Arc::new(catalog),
             store: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            mfa: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            secrets: settings.mfa_key_id.as_ref().map(|key| {
+                Arc::new(KmsSecretKeeper::new(clients.kms.clone(), key)) as Arc<dyn SecretKeeper>
+            }),
             binder: Arc::new(IamInlinePolicyBinder::new(clients.iam.clone())),
             scheduler: Arc::new(EventBridgeExpiryScheduler::new(
                 clients.scheduler.clone(),

@@ -36,6 +36,13 @@ pub struct NewRequest {
     /// Emergency self-activation, where the role allows it.
     #[serde(default)]
     pub break_glass: bool,
+    /// A one-time code from the requester's enrolled app, where the role requires MFA.
+    #[serde(default)]
+    pub mfa_code: Option<String>,
+    /// Whether the authorizer asserted a fresh multi-factor sign-in (OIDC `amr` and
+    /// `auth_time`); set from the authenticated context, never from the body.
+    #[serde(skip)]
+    pub oidc_mfa: bool,
 }
 
 /// A stored request and what became of its notifications.
@@ -72,6 +79,19 @@ impl Pim {
             GrantWindow { starts_at: now, ends_at: now + Duration::seconds(duration_secs as i64) };
         render_grant_policy(role, sample)?;
 
+        // The second factor comes last, so a code is spent only on a request that passes.
+        let mfa = match (role.constraints.requester_mfa, input.oidc_mfa) {
+            (false, _) => None,
+            (true, true) => Some("oidc"),
+            (true, false) => match self.check_code(&person.id, input.mfa_code.as_deref()).await {
+                Ok(()) => Some("totp"),
+                Err(err) if err.is_refusal() => {
+                    return Err(self.refuse_request(actor, subject, err).await);
+                }
+                Err(fault) => return Err(fault),
+            },
+        };
+
         let approvers: Vec<&Person> =
             plan.approvers.iter().filter_map(|id| self.catalog.person(id)).collect();
         let request = AccessRequest {
@@ -87,6 +107,7 @@ impl Pim {
             approvers: approvers.iter().map(|p| p.id.clone()).collect(),
             approval_rule: plan.rule.clone(),
             quorum: plan.quorum,
+            approver_mfa: plan.approver_mfa,
             ticket,
             break_glass: input.break_glass,
             state: RequestState::Pending,
@@ -124,6 +145,9 @@ impl Pim {
         }
         if request.break_glass {
             record = record.with("break_glass", true).with("severity", "high");
+        }
+        if let Some(mfa) = mfa {
+            record = record.with("mfa", mfa);
         }
         self.store.create_request(&request, &record).await?;
         tracing::info!(request_id = %request.id, requester = %person.id, role = %role.name,
@@ -204,6 +228,7 @@ impl Pim {
             auto_approve: true,
             approvers: vec![],
             quorum: 0,
+            approver_mfa: false,
         })
     }
 

@@ -5,6 +5,7 @@
 mod audit;
 mod lifecycle;
 mod links;
+mod mfa;
 mod policy;
 mod races;
 mod refusals;

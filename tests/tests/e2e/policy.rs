@@ -186,14 +186,14 @@ async fn someone_removed_from_the_policy_while_waiting_is_not_granted() {
         pim_local::provision::EXAMPLE_POLICY.replace("engineers: [alice, bob]", "engineers: [bob]");
     let redeployed =
         Pim { catalog: Arc::new(Catalog::from_yaml(&amended).unwrap()), ..(*stack.pim).clone() };
-    let err = redeployed.decide(&token, Verdict::Approve).await.unwrap_err();
+    let err = redeployed.decide(&token, Verdict::Approve, None).await.unwrap_err();
     assert_eq!(err.code(), "requester_not_eligible");
     assert_eq!(stack.show(people::ALICE, &id).await.json()["state"], "pending");
     assert!(stack.role_policies("alice-workload").await.is_empty());
     assert!(stack.refusals().await.iter().any(|r| r["code"] == "requester_not_eligible"));
 
     // Denying is still possible.
-    let denied = redeployed.decide(&token, Verdict::Deny).await.unwrap();
+    let denied = redeployed.decide(&token, Verdict::Deny, None).await.unwrap();
     assert_eq!(denied.state, pim::model::RequestState::Denied);
 }
 
