@@ -8,6 +8,7 @@
 use crate::audit::AuditRecord;
 use crate::audit::chain::ChainHead;
 use crate::error::Result;
+use crate::events::LifecycleEvent;
 use crate::model::{AccessRequest, ExpiryEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -188,4 +189,13 @@ pub trait CheckpointSigner: Send + Sync {
     /// Whether `signature` is a signature of `message` by the key `key_id`; a wrong
     /// signature is `Ok(false)`.
     async fn verify(&self, key_id: &str, message: &[u8], signature: &[u8]) -> Result<bool>;
+}
+
+/// The event bus integrations subscribe to.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Puts `events` on the bus in order (in as many calls as the bus needs). Fails unless
+    /// the bus accepted every one; events accepted before a failure may be put again by the
+    /// retry, so consumers deduplicate on the record id.
+    async fn publish(&self, events: &[LifecycleEvent]) -> Result<()>;
 }
