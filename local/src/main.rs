@@ -108,8 +108,12 @@ async fn run() -> Result<(), Failure> {
     say("creating the resources infra/template.yaml declares");
     let settings = provision(&clients, &catalog, &names).await?;
     let pim = Arc::new(Pim::with_aws(&settings, catalog.clone(), &clients, Arc::new(SystemClock)));
-    let audit = provision_audit(&clients, &settings.table, "pim-local-audit").await?;
-    let shipper = AuditShipper::with_aws(&audit, &clients, Arc::new(SystemClock));
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let audit =
+        provision_audit(&clients, &events, &settings.table, "pim-local-audit", "pim-local-events")
+            .await?;
+    let event_log = subscribe_to_every_event(&clients, &events, &audit.event_bus).await?;
+    let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
 
     tokio::spawn(gateway::serve(listener, pim.clone()));
     say(&format!("API and approval pages at {public_url}"));
@@ -123,7 +127,8 @@ async fn run() -> Result<(), Failure> {
     ));
 
     if options.walkthrough {
-        walkthrough(&public_url, emulator.url(), &clients, options.auto_approve).await?;
+        walkthrough(&public_url, emulator.url(), &clients, &event_log, options.auto_approve)
+            .await?;
     }
     if options.exit_after {
         return Ok(());
@@ -144,6 +149,7 @@ async fn walkthrough(
     public_url: &str,
     emulator_url: &str,
     clients: &AwsClients,
+    event_log: &str,
     auto_approve: bool,
 ) -> Result<(), Failure> {
     let http = reqwest::Client::builder().cookie_store(true).build()?;
@@ -221,8 +227,73 @@ async fn walkthrough(
             record["actor"]["id"].as_str().unwrap_or("?")
         );
     }
+
+    say("7. the lifecycle events the audit shipper put on the event bus");
+    for event in events_of_request(clients, event_log, &id).await? {
+        let detail = &event["detail"];
+        println!(
+            "   {}  {:<18} state {:<8} record {}",
+            detail["time"].as_str().unwrap_or(""),
+            event["detail-type"].as_str().unwrap_or(""),
+            detail["state"].as_str().unwrap_or("-"),
+            detail["sequence"]
+        );
+    }
     say("walkthrough complete");
     Ok(())
+}
+
+/// The log group the local stack's subscription rule fills with every pim event.
+const EVENT_LOG_GROUP: &str = "/pim-local/events";
+
+/// Subscribes a log group to every pim event on the bus, as an integration would with a
+/// rule of its own; returns the log group's name.
+async fn subscribe_to_every_event(
+    clients: &AwsClients,
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+) -> Result<String, Failure> {
+    clients.logs.create_log_group().log_group_name(EVENT_LOG_GROUP).send().await?;
+    let rule = "pim-local-every-event";
+    let pattern = serde_json::json!({ "source": [pim::events::EVENT_SOURCE] });
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("local-log-group")
+        .arn(format!("arn:aws:logs:us-east-1:123456789012:log-group:{EVENT_LOG_GROUP}"))
+        .build()?;
+    events.put_targets().rule(rule).event_bus_name(bus).targets(target).send().await?;
+    Ok(EVENT_LOG_GROUP.to_string())
+}
+
+/// The events of one request that reached the subscription, in chain order, once its
+/// expiry's event is among them (the shipper runs every second here; give it ten).
+async fn events_of_request(
+    clients: &AwsClients,
+    log_group: &str,
+    request_id: &str,
+) -> Result<Vec<Value>, Failure> {
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let page = clients.logs.filter_log_events().log_group_name(log_group).send().await?;
+        found = page
+            .events()
+            .iter()
+            .filter_map(|event| serde_json::from_str::<Value>(event.message()?).ok())
+            .filter(|event| event["detail"]["request_id"] == request_id)
+            .collect();
+        if found.iter().any(|event| event["detail-type"] == "Grant Expired") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    found.sort_by_key(|event| event["detail"]["sequence"].as_u64());
+    Ok(found)
 }
 
 async fn wait_for_link(
@@ -335,8 +406,8 @@ async fn watch(
         // The audit shipper runs every minute in AWS; here every second, as schedules do.
         match shipper.ship().await {
             Ok(shipped) if shipped.records > 0 => log(&format!(
-                "audit: {} records shipped to the log group, chain at {}",
-                shipped.records, shipped.through
+                "audit: {} records shipped to the log group and {} events to the bus, chain at {}",
+                shipped.records, shipped.events, shipped.through
             )),
             Ok(_) => {}
             Err(err) => log(&format!("audit shipping failed: {err}")),
