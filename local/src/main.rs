@@ -21,6 +21,7 @@ use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
     EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
 };
+use pim_local::subscriber::delivered_events;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ use std::time::Duration;
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/engineer/alice";
+
+/// The emulator's default account, where the local stack lives.
+const ACCOUNT: &str = "123456789012";
 
 struct Options {
     port: u16,
@@ -103,7 +107,7 @@ async fn run() -> Result<(), Failure> {
         sender: "pim@example.com".into(),
         public_url: public_url.clone(),
         policy_file: policy_file.display().to_string(),
-        account: "123456789012".into(),
+        account: ACCOUNT.into(),
     };
     say("creating the resources infra/template.yaml declares");
     let settings = provision(&clients, &catalog, &names).await?;
@@ -229,7 +233,7 @@ async fn walkthrough(
     }
 
     say("7. the lifecycle events the audit shipper put on the event bus");
-    for event in events_of_request(clients, event_log, &id).await? {
+    for event in events_of_request(&http, emulator_url, event_log, &id).await? {
         let detail = &event["detail"];
         println!(
             "   {}  {:<18} state {:<8} record {}",
@@ -265,7 +269,7 @@ async fn subscribe_to_every_event(
         .await?;
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id("local-log-group")
-        .arn(format!("arn:aws:logs:us-east-1:123456789012:log-group:{EVENT_LOG_GROUP}"))
+        .arn(format!("arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{EVENT_LOG_GROUP}"))
         .build()?;
     events.put_targets().rule(rule).event_bus_name(bus).targets(target).send().await?;
     Ok(EVENT_LOG_GROUP.to_string())
@@ -274,25 +278,20 @@ async fn subscribe_to_every_event(
 /// The events of one request that reached the subscription, in chain order, once its
 /// expiry's event is among them (the shipper runs every second here; give it ten).
 async fn events_of_request(
-    clients: &AwsClients,
+    http: &reqwest::Client,
+    emulator_url: &str,
     log_group: &str,
     request_id: &str,
 ) -> Result<Vec<Value>, Failure> {
     let mut found = Vec::new();
     for _ in 0..50 {
-        let page = clients.logs.filter_log_events().log_group_name(log_group).send().await?;
-        found = page
-            .events()
-            .iter()
-            .filter_map(|event| serde_json::from_str::<Value>(event.message()?).ok())
-            .filter(|event| event["detail"]["request_id"] == request_id)
-            .collect();
+        found = delivered_events(http, emulator_url, ACCOUNT, log_group).await?;
+        found.retain(|event| event["detail"]["request_id"] == request_id);
         if found.iter().any(|event| event["detail-type"] == "Grant Expired") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    found.sort_by_key(|event| event["detail"]["sequence"].as_u64());
     Ok(found)
 }
 

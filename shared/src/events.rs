@@ -168,7 +168,7 @@ pub fn event_of(record: &AuditRecord) -> Option<LifecycleEvent> {
     put("record_id", Some(record.id.clone().into()));
     put("sequence", Some(record.sequence.into()));
     put("action", serde_json::to_value(record.action).ok());
-    put("time", Some(record.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into()));
+    put("time", serde_json::to_value(record.time).ok());
     put("request_id", record.request_id.clone().map(Value::from));
     put("request_version", record.request_version.map(Value::from));
     put("grant_id", record.grant_id.clone().map(Value::from));
@@ -198,7 +198,8 @@ mod tests {
 
     fn record(action: AuditAction) -> AuditRecord {
         let time = "2026-12-03T19:04:48Z".parse().unwrap();
-        let mut record = AuditRecord::new(action, Outcome::Success, Actor::system("grant"), Source::Link, time);
+        let mut record =
+            AuditRecord::new(action, Outcome::Success, Actor::system("grant"), Source::Link, time);
         record.sequence = 42;
         record.request_id = Some("req-1".into());
         record.request_version = Some(3);
@@ -339,11 +340,14 @@ mod tests {
         let failed = record(AuditAction::GrantFailed)
             .because("grant_failed", "the expiry schedule could not be created");
         let detail = event_of(&failed).unwrap().detail;
-        assert_eq!((&detail["code"], &detail["reason"], &detail["state"]), (
-            &json!("grant_failed"),
-            &json!("the expiry schedule could not be created"),
-            &json!("failed")
-        ));
+        assert_eq!(
+            (&detail["code"], &detail["reason"], &detail["state"]),
+            (
+                &json!("grant_failed"),
+                &json!("the expiry schedule could not be created"),
+                &json!("failed")
+            )
+        );
         let not_removed = record(AuditAction::GrantRevocationFailed).because("throttled", "x");
         let detail = event_of(&not_removed).unwrap().detail;
         assert!(detail.get("state").is_none(), "{detail}");

@@ -263,10 +263,15 @@ impl TestStack {
         pim.backoff = TEST_BACKOFF;
         let pim = Arc::new(pim);
         let events = events_client_via(&account, &emulator_url(), RetryConfig::disabled()).await;
-        let audit =
-            provision_audit(&clients, &events, &settings.table, "pim-test-audit", "pim-test-events")
-                .await
-                .expect("provisioning the audit stream");
+        let audit = provision_audit(
+            &clients,
+            &events,
+            &settings.table,
+            "pim-test-audit",
+            "pim-test-events",
+        )
+        .await
+        .expect("provisioning the audit stream");
         let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
         tokio::spawn(gateway::serve(listener, pim.clone()));
         let http =
@@ -553,28 +558,14 @@ impl TestStack {
     /// Every event a subscription's log group received, as EventBridge delivered them
     /// (`source`, `detail-type`, `detail`, ...), in the order of their chain `sequence`.
     pub async fn delivered(&self, log_group: &str) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .clients
-                .logs
-                .filter_log_events()
-                .log_group_name(log_group)
-                .set_next_token(token)
-                .send()
-                .await
-                .expect("read the subscription's log group");
-            for event in page.events() {
-                events.push(serde_json::from_str::<Value>(event.message().unwrap()).unwrap());
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() || page.events().is_empty() {
-                break;
-            }
-        }
-        events.sort_by_key(|event| event["detail"]["sequence"].as_u64());
-        events
+        pim_local::subscriber::delivered_events(
+            &self.http,
+            &emulator_url(),
+            &self.account,
+            log_group,
+        )
+        .await
+        .expect("read the subscription's log group")
     }
 }
 

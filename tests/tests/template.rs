@@ -70,9 +70,13 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "scheduler:CreateSchedule",
             "iam:PassRole",
         ],
-        "AuditShipperRole" => {
-            &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "kms:Sign", "events:PutEvents"]
-        }
+        "AuditShipperRole" => &[
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "kms:Sign",
+            "events:PutEvents",
+        ],
         "SchedulerRole" => return BTreeSet::from(["lambda:InvokeFunction", "sqs:SendMessage"]),
         _ => &[],
     };
@@ -612,9 +616,9 @@ fn events_go_to_the_stack_s_bus(template: &Value) -> Findings {
             continue;
         }
         puts += 1;
-        if statement.role != "AuditShipperRole" || statement.resources != ["GetAtt:EventBus.Arn"]
-        {
-            findings.push(format!("{} may put events on {:?}", statement.role, statement.resources));
+        if statement.role != "AuditShipperRole" || statement.resources != ["GetAtt:EventBus.Arn"] {
+            findings
+                .push(format!("{} may put events on {:?}", statement.role, statement.resources));
         }
     }
     if puts == 0 {

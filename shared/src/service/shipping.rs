@@ -118,8 +118,12 @@ impl AuditShipper {
             self.sink.append(&batch).await?;
             self.events.publish(&events).await?;
             self.chain.mark_shipped(cursor, head.sequence).await?;
-            tracing::info!(from = cursor + 1, through = head.sequence, events = events.len(),
-                "audit records shipped");
+            tracing::info!(
+                from = cursor + 1,
+                through = head.sequence,
+                events = events.len(),
+                "audit records shipped"
+            );
             shipped.records += lines.len();
             shipped.events += events.len();
             cursor = head.sequence;
