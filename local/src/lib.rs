@@ -8,9 +8,11 @@
 //!   would hand them to the functions.
 //! - [`firer`]: delivers due expiry schedules to revocation (the emulator never fires them).
 //! - [`mailbox`]: reads the mail the emulator accepted.
+//! - [`subscriber`]: reads the lifecycle events a rule on the bus delivered to a log group.
 
 pub mod emulator;
 pub mod firer;
 pub mod gateway;
 pub mod mailbox;
 pub mod provision;
+pub mod subscriber;

@@ -21,6 +21,7 @@ use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
     EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
 };
+use pim_local::subscriber::delivered_events;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ use std::time::Duration;
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/engineer/alice";
+
+/// The emulator's default account, where the local stack lives.
+const ACCOUNT: &str = "123456789012";
 
 struct Options {
     port: u16,
@@ -103,13 +107,17 @@ async fn run() -> Result<(), Failure> {
         sender: "pim@example.com".into(),
         public_url: public_url.clone(),
         policy_file: policy_file.display().to_string(),
-        account: "123456789012".into(),
+        account: ACCOUNT.into(),
     };
     say("creating the resources infra/template.yaml declares");
     let settings = provision(&clients, &catalog, &names).await?;
     let pim = Arc::new(Pim::with_aws(&settings, catalog.clone(), &clients, Arc::new(SystemClock)));
-    let audit = provision_audit(&clients, &settings.table, "pim-local-audit").await?;
-    let shipper = AuditShipper::with_aws(&audit, &clients, Arc::new(SystemClock));
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let audit =
+        provision_audit(&clients, &events, &settings.table, "pim-local-audit", "pim-local-events")
+            .await?;
+    let event_log = subscribe_to_every_event(&clients, &events, &audit.event_bus).await?;
+    let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
 
     tokio::spawn(gateway::serve(listener, pim.clone()));
     say(&format!("API and approval pages at {public_url}"));
@@ -123,7 +131,8 @@ async fn run() -> Result<(), Failure> {
     ));
 
     if options.walkthrough {
-        walkthrough(&public_url, emulator.url(), &clients, options.auto_approve).await?;
+        walkthrough(&public_url, emulator.url(), &clients, &event_log, options.auto_approve)
+            .await?;
     }
     if options.exit_after {
         return Ok(());
@@ -144,6 +153,7 @@ async fn walkthrough(
     public_url: &str,
     emulator_url: &str,
     clients: &AwsClients,
+    event_log: &str,
     auto_approve: bool,
 ) -> Result<(), Failure> {
     let http = reqwest::Client::builder().cookie_store(true).build()?;
@@ -221,8 +231,68 @@ async fn walkthrough(
             record["actor"]["id"].as_str().unwrap_or("?")
         );
     }
+
+    say("7. the lifecycle events the audit shipper put on the event bus");
+    for event in events_of_request(&http, emulator_url, event_log, &id).await? {
+        let detail = &event["detail"];
+        println!(
+            "   {}  {:<18} state {:<8} record {}",
+            detail["time"].as_str().unwrap_or(""),
+            event["detail-type"].as_str().unwrap_or(""),
+            detail["state"].as_str().unwrap_or("-"),
+            detail["sequence"]
+        );
+    }
     say("walkthrough complete");
     Ok(())
+}
+
+/// The log group the local stack's subscription rule fills with every pim event.
+const EVENT_LOG_GROUP: &str = "/pim-local/events";
+
+/// Subscribes a log group to every pim event on the bus, as an integration would with a
+/// rule of its own; returns the log group's name.
+async fn subscribe_to_every_event(
+    clients: &AwsClients,
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+) -> Result<String, Failure> {
+    clients.logs.create_log_group().log_group_name(EVENT_LOG_GROUP).send().await?;
+    let rule = "pim-local-every-event";
+    let pattern = serde_json::json!({ "source": [pim::events::EVENT_SOURCE] });
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("local-log-group")
+        .arn(format!("arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{EVENT_LOG_GROUP}"))
+        .build()?;
+    events.put_targets().rule(rule).event_bus_name(bus).targets(target).send().await?;
+    Ok(EVENT_LOG_GROUP.to_string())
+}
+
+/// The events of one request that reached the subscription, in chain order, once its
+/// expiry's event is among them (the shipper runs every second here; give it ten).
+async fn events_of_request(
+    http: &reqwest::Client,
+    emulator_url: &str,
+    log_group: &str,
+    request_id: &str,
+) -> Result<Vec<Value>, Failure> {
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = delivered_events(http, emulator_url, ACCOUNT, log_group).await?;
+        found.retain(|event| event["detail"]["request_id"] == request_id);
+        if found.iter().any(|event| event["detail-type"] == "Grant Expired") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(found)
 }
 
 async fn wait_for_link(
@@ -335,8 +405,8 @@ async fn watch(
         // The audit shipper runs every minute in AWS; here every second, as schedules do.
         match shipper.ship().await {
             Ok(shipped) if shipped.records > 0 => log(&format!(
-                "audit: {} records shipped to the log group, chain at {}",
-                shipped.records, shipped.through
+                "audit: {} records shipped to the log group and {} events to the bus, chain at {}",
+                shipped.records, shipped.events, shipped.through
             )),
             Ok(_) => {}
             Err(err) => log(&format!("audit shipping failed: {err}")),

@@ -9,7 +9,8 @@
 //!
 //! The audit stream's resources (the audit log group with its retention, and the
 //! checkpoint-signing key) are created by [`provision_audit`] with the properties
-//! `docs/audit-records.md` asks the template to declare.
+//! `docs/audit-records.md` asks the template to declare, with the event bus the shipper
+//! puts lifecycle events on (`docs/events.md`).
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -125,13 +126,18 @@ pub async fn provision(
 /// The retention of the audit log group, in days (a value CloudWatch Logs accepts).
 pub const AUDIT_RETENTION_DAYS: i32 = 400;
 
-/// Creates the audit log group (with its retention) and the checkpoint-signing key, and
-/// returns the audit shipper's settings.
+/// Creates the audit log group (with its retention), the checkpoint-signing key and the
+/// event bus, and returns the audit shipper's settings.
 pub async fn provision_audit(
     clients: &AwsClients,
+    events: &aws_sdk_eventbridge::Client,
     table: &str,
     log_group: &str,
+    event_bus: &str,
 ) -> Result<AuditSettings, Failure> {
+    let template: Value = serde_yaml::from_str(TEMPLATE)?;
+    resource_of_type(&template, "AWS::Events::EventBus")?;
+    events.create_event_bus().name(event_bus).send().await?;
     clients.logs.create_log_group().log_group_name(log_group).send().await?;
     clients
         .logs
@@ -153,6 +159,7 @@ pub async fn provision_audit(
         table: table.into(),
         log_group: log_group.into(),
         checkpoint_key_id: metadata.arn.unwrap_or(metadata.key_id),
+        event_bus: event_bus.into(),
     })
 }
 
@@ -297,7 +304,13 @@ mod tests {
     #[test]
     fn the_template_declares_what_the_stack_creates() {
         let template: Value = serde_yaml::from_str(TEMPLATE).unwrap();
-        for kind in ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Scheduler::ScheduleGroup"] {
+        let kinds = [
+            "AWS::DynamoDB::Table",
+            "AWS::KMS::Key",
+            "AWS::Scheduler::ScheduleGroup",
+            "AWS::Events::EventBus",
+        ];
+        for kind in kinds {
             assert!(resource_of_type(&template, kind).is_ok(), "{kind}");
         }
         let key = resource(&template, "LinkKey", "AWS::KMS::Key").unwrap();

@@ -38,8 +38,11 @@ pub mod vars {
     /// KMS asymmetric key that signs audit chain checkpoints (the audit shipper).
     pub const CHECKPOINT_KEY_ID: &str = "PIM_CHECKPOINT_KEY_ID";
 
+    /// EventBridge bus the audit shipper puts lifecycle events on.
+    pub const EVENT_BUS: &str = "PIM_EVENT_BUS";
+
     /// The variables of the audit shipper.
-    pub const AUDIT: &[&str] = &[TABLE, AUDIT_LOG_GROUP, CHECKPOINT_KEY_ID];
+    pub const AUDIT: &[&str] = &[TABLE, AUDIT_LOG_GROUP, CHECKPOINT_KEY_ID, EVENT_BUS];
 
     /// Every variable of the request, approval and revocation functions.
     pub const ALL: &[&str] = &[
@@ -134,7 +137,8 @@ impl Settings {
     }
 }
 
-/// The settings of the audit shipper: where the chain is, where it goes, what signs it.
+/// The settings of the audit shipper: where the chain is, where it goes, what signs it,
+/// and the bus its lifecycle events go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
     /// DynamoDB table holding the chain.
@@ -143,6 +147,8 @@ pub struct AuditSettings {
     pub log_group: String,
     /// KMS key id or ARN of the checkpoint-signing asymmetric key.
     pub checkpoint_key_id: String,
+    /// Name or ARN of the EventBridge bus of lifecycle events.
+    pub event_bus: String,
 }
 
 impl AuditSettings {
@@ -163,6 +169,7 @@ impl AuditSettings {
             table: get(vars::TABLE)?,
             log_group: get(vars::AUDIT_LOG_GROUP)?,
             checkpoint_key_id: get(vars::CHECKPOINT_KEY_ID)?,
+            event_bus: get(vars::EVENT_BUS)?,
         })
     }
 }

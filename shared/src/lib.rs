@@ -11,11 +11,14 @@
 //! - [`mfa`]: one-time codes (TOTP) people enrol, and fresh OIDC multi-factor sign-ins.
 //! - [`audit`]: the versioned audit record written with every transition and refusal, its
 //!   hash chain and signed checkpoints, the verifier, and the filters and receipts of reading.
+//! - [`events`]: the lifecycle events integrations receive on the EventBridge bus, derived
+//!   from audit records, and their versioned schema.
 //! - [`ports`]: the traits the domain needs from the outside world (store, IAM, scheduler,
-//!   mail, MAC signing, the audit chain, the audit stream, checkpoint signing), with
-//!   [`clock`] for time.
+//!   mail, MAC signing, the audit chain, the audit stream, checkpoint signing, the event
+//!   bus), with [`clock`] for time.
 //! - [`service`]: the domain operations the functions call, one per use case.
-//! - [`adapters`]: one module per AWS service implementing the ports with the official SDK.
+//! - [`adapters`]: one module per AWS service implementing the ports with the official SDK
+//!   (EventBridge only with the `events` feature, which only the audit shipper needs).
 //! - [`backoff`]: capped, jittered retries of calls that must eventually succeed.
 //! - [`metrics`]: operational metrics as CloudWatch embedded metric format lines.
 //! - [`config`]: the typed settings every function reads once, at cold start.
@@ -31,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod metrics;
 pub mod mfa;

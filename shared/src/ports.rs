@@ -8,6 +8,7 @@
 use crate::audit::AuditRecord;
 use crate::audit::chain::ChainHead;
 use crate::error::Result;
+use crate::events::LifecycleEvent;
 use crate::model::{AccessRequest, ExpiryEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -232,4 +233,13 @@ pub trait MfaStore: Send + Sync {
     /// when that step or a later one was consumed before (a code used twice, or an older
     /// code after a newer one).
     async fn consume_step(&self, person: &str, step: u64) -> Result<bool>;
+}
+
+/// The event bus integrations subscribe to.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Puts `events` on the bus in order (in as many calls as the bus needs). Fails unless
+    /// the bus accepted every one; events accepted before a failure may be put again by the
+    /// retry, so consumers deduplicate on the record id.
+    async fn publish(&self, events: &[LifecycleEvent]) -> Result<()>;
 }

@@ -88,15 +88,7 @@ pub async fn clients_for(account: &str) -> AwsClients {
 /// SDK clients bound to one emulator account, calling `endpoint` (the emulator or a proxy
 /// in front of it) with the SDK retry behaviour `retry`.
 pub async fn clients_via(account: &str, endpoint: &str, retry: RetryConfig) -> AwsClients {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .retry_config(retry)
-        .load()
-        .await;
+    let config = sdk_config(endpoint, retry).await;
     let header = || AccountHeader(account.to_string());
     AwsClients {
         logs: aws_sdk_cloudwatchlogs::Client::from_conf(
@@ -120,6 +112,33 @@ pub async fn clients_via(account: &str, endpoint: &str, retry: RetryConfig) -> A
     }
 }
 
+/// An EventBridge client bound to one emulator account, calling `endpoint` with the SDK
+/// retry behaviour `retry` (kept apart from [`AwsClients`], as the shipper keeps it).
+pub async fn events_client_via(
+    account: &str,
+    endpoint: &str,
+    retry: RetryConfig,
+) -> aws_sdk_eventbridge::Client {
+    let config = sdk_config(endpoint, retry).await;
+    aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&config)
+            .interceptor(AccountHeader(account.to_string()))
+            .build(),
+    )
+}
+
+async fn sdk_config(endpoint: &str, retry: RetryConfig) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .retry_config(retry)
+        .load()
+        .await
+}
+
 /// A random 12-digit account id.
 pub fn random_account() -> String {
     format!("{:012}", rand::random::<u64>() % 900_000_000_000 + 100_000_000_000)
@@ -138,6 +157,8 @@ pub struct TestStack {
     pub pim: Arc<Pim>,
     /// The audit shipper's settings.
     pub audit: AuditSettings,
+    /// An EventBridge client bound to the account (straight to the emulator).
+    pub events: aws_sdk_eventbridge::Client,
     /// The audit shipper, as its function builds it (on the system clock: CloudWatch
     /// refuses events far from the present).
     pub shipper: AuditShipper,
@@ -241,10 +262,17 @@ impl TestStack {
         pim.metrics = metrics.clone();
         pim.backoff = TEST_BACKOFF;
         let pim = Arc::new(pim);
-        let audit = provision_audit(&clients, &settings.table, "pim-test-audit")
-            .await
-            .expect("provisioning the audit stream");
-        let shipper = AuditShipper::with_aws(&audit, &clients, Arc::new(SystemClock));
+        let events = events_client_via(&account, &emulator_url(), RetryConfig::disabled()).await;
+        let audit = provision_audit(
+            &clients,
+            &events,
+            &settings.table,
+            "pim-test-audit",
+            "pim-test-events",
+        )
+        .await
+        .expect("provisioning the audit stream");
+        let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
         tokio::spawn(gateway::serve(listener, pim.clone()));
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -255,6 +283,7 @@ impl TestStack {
             settings,
             pim,
             audit,
+            events,
             shipper,
             clock,
             base_url,
@@ -493,6 +522,50 @@ impl TestStack {
             &self.audit.log_group,
         );
         pim::ports::AuditSink::read_all(&sink).await.expect("read the audit log group")
+    }
+}
+
+impl TestStack {
+    /// Creates a rule on the stack's bus that sends the events matching `pattern` to a new
+    /// log group, as a subscriber would; returns the log group's name.
+    pub async fn subscribe(&self, rule: &str, pattern: &Value) -> String {
+        let log_group = format!("/pim-test/{rule}");
+        self.clients.logs.create_log_group().log_group_name(&log_group).send().await.unwrap();
+        self.events
+            .put_rule()
+            .name(rule)
+            .event_bus_name(&self.audit.event_bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("put the rule");
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("log-group")
+            .arn(format!("arn:aws:logs:us-east-1:{}:log-group:{log_group}", self.account))
+            .build()
+            .unwrap();
+        self.events
+            .put_targets()
+            .rule(rule)
+            .event_bus_name(&self.audit.event_bus)
+            .targets(target)
+            .send()
+            .await
+            .expect("put the target");
+        log_group
+    }
+
+    /// Every event a subscription's log group received, as EventBridge delivered them
+    /// (`source`, `detail-type`, `detail`, ...), in the order of their chain `sequence`.
+    pub async fn delivered(&self, log_group: &str) -> Vec<Value> {
+        pim_local::subscriber::delivered_events(
+            &self.http,
+            &emulator_url(),
+            &self.account,
+            log_group,
+        )
+        .await
+        .expect("read the subscription's log group")
     }
 }
 

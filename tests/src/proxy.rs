@@ -1,8 +1,9 @@
 //! A fault-injecting HTTP proxy between the SDK and the emulator.
 //!
 //! Each call is identified by service and operation the way AWS routes it: the service is
-//! the SigV4 credential scope's (`dynamodb`, `iam`, `kms`, `scheduler`, `ses`); the
-//! operation comes from `X-Amz-Target` for the JSON protocols (DynamoDB, KMS), from
+//! the SigV4 credential scope's (`dynamodb`, `iam`, `kms`, `scheduler`, `ses`, `logs`,
+//! `events`); the operation comes from `X-Amz-Target` for the JSON protocols (DynamoDB,
+//! KMS, CloudWatch Logs, EventBridge's `AWSEvents.PutEvents`), from
 //! `Action=` in the form body for IAM's query protocol, and from method and path for the
 //! REST-JSON services (Scheduler, SES v2). Rules then, per operation:
 //!
@@ -10,6 +11,8 @@
 //!   answering with the service's own throttling error shape;
 //! - forward the call and answer 500 instead of the reply (the write lands, the reply is
 //!   lost);
+//! - for EventBridge's `PutEvents`, fail one entry: forward the call without its last
+//!   entry and answer 200 with that entry failed, as EventBridge reports a partial failure;
 //! - add latency, or hold calls until the test releases them.
 //!
 //! Every call is counted per operation, faults included.
@@ -38,6 +41,8 @@ pub enum Fault {
     Latency(Duration),
     /// Wait until the hold is released, then forward.
     Hold(HoldHandle),
+    /// `PutEvents` only: forward without the last entry, answer with that entry failed.
+    FailLastEntry,
 }
 
 #[derive(Debug)]
@@ -183,6 +188,12 @@ impl FaultProxy {
         });
     }
 
+    /// Fails the last entry of each of the next `times` `PutEvents` calls: the other entries
+    /// are delivered, and the answer (200) reports the last one failed.
+    pub fn fail_last_event_entry(&self, times: u32) {
+        self.add("events", "PutEvents", Fault::FailLastEntry, Some(times));
+    }
+
     /// Delays every call of the operation by `by`.
     pub fn delay(&self, service: &str, operation: &str, by: Duration) {
         self.add(service, operation, Fault::Latency(by), None);
@@ -255,6 +266,7 @@ async fn handle(
         Some(Fault::Throttle) => return Ok(throttling(&service)),
         Some(Fault::Latency(by)) => tokio::time::sleep(*by).await,
         Some(Fault::Hold(hold)) => hold.wait().await,
+        Some(Fault::FailLastEntry) => return Ok(fail_last_entry(&state, &parts, &body).await),
         Some(Fault::LoseReply) | None => {}
     }
     let forwarded = forward(&state, &parts, body).await;
@@ -288,6 +300,34 @@ async fn forward(
     }
     let bytes = upstream.bytes().await.unwrap_or_default();
     response.body(Full::new(bytes)).unwrap()
+}
+
+/// Forwards a `PutEvents` call without its last entry and answers as EventBridge does when
+/// one entry of a call fails: 200, `FailedEntryCount` 1, and that entry's error in place.
+async fn fail_last_entry(
+    state: &State,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let mut request: serde_json::Value = serde_json::from_slice(body).expect("a PutEvents body");
+    let entries = request["Entries"].as_array_mut().expect("PutEvents entries");
+    entries.pop();
+    let forwarded_entries = entries.len();
+    let mut results: Vec<serde_json::Value> = Vec::new();
+    if forwarded_entries > 0 {
+        let body = Bytes::from(serde_json::to_vec(&request).unwrap());
+        let forwarded = forward(state, parts, body).await;
+        let bytes = forwarded.into_body().collect().await.map(|c| c.to_bytes()).unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("a PutEvents reply");
+        results = answer["Entries"].as_array().cloned().unwrap_or_default();
+    }
+    results.push(serde_json::json!({
+        "ErrorCode": "InternalFailure",
+        "ErrorMessage": "the event could not be put (injected)"
+    }));
+    let failed = results.iter().filter(|entry| entry.get("ErrorCode").is_some()).count();
+    let answer = serde_json::json!({ "FailedEntryCount": failed, "Entries": results });
+    reply(200, "application/x-amz-json-1.1", vec![], answer.to_string())
 }
 
 /// `(service, operation)` of a call, as AWS would route it.
@@ -364,7 +404,7 @@ fn throttling(service: &str) -> Response<Full<Bytes>> {
             "com.amazonaws.dynamodb.v20120810#ThrottlingException",
             "Rate of requests exceeds the allowed throughput.",
         ),
-        "kms" => {
+        "kms" | "events" => {
             json_error("application/x-amz-json-1.1", 400, "ThrottlingException", "Rate exceeded")
         }
         "iam" => query_error(400, "Sender", "Throttling", "Rate exceeded"),
@@ -386,6 +426,9 @@ fn internal_error(service: &str) -> Response<Full<Bytes>> {
             json_error("application/x-amz-json-1.1", 500, "KMSInternalException", "Internal error")
         }
         "iam" => query_error(500, "Receiver", "ServiceFailure", "Internal failure"),
+        "events" => {
+            json_error("application/x-amz-json-1.1", 500, "InternalException", "Internal failure")
+        }
         _ => rest_json_error(500, "InternalServerException", "Internal failure"),
     }
 }

@@ -30,7 +30,8 @@ const CORE_FUNCTIONS: [&str; 3] = ["RequestFunction", "ApprovalFunction", "Revoc
 /// checks a `TransactWriteItems` item by item, so its Puts need `dynamodb:PutItem` (the
 /// audit chain's records and head, the sweep's findings, are such Puts; the head is read
 /// with `GetItem`); the `kms` data-key actions are only usable through DynamoDB (a condition
-/// the rules check). Revocation also runs the sweep (`shared/src/service/sweep.rs`): Scan for
+/// the rules check). The audit shipper also puts lifecycle events on the stack's bus
+/// (`events:PutEvents`, `docs/events.md`). Revocation also runs the sweep (`shared/src/service/sweep.rs`): Scan for
 /// live grants, the IAM reads of eligible roles, ListSchedules, and CreateSchedule with
 /// PassRole to recreate a missing expiry schedule.
 fn expected_actions(role: &str) -> BTreeSet<&'static str> {
@@ -71,9 +72,13 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "scheduler:CreateSchedule",
             "iam:PassRole",
         ],
-        "AuditShipperRole" => {
-            &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "kms:Sign"]
-        }
+        "AuditShipperRole" => &[
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "kms:Sign",
+            "events:PutEvents",
+        ],
         "SchedulerRole" => return BTreeSet::from(["lambda:InvokeFunction", "sqs:SendMessage"]),
         _ => &[],
     };
@@ -489,6 +494,7 @@ fn settings_name_the_right_resources(template: &Value) -> Findings {
     expect(shipper, vars::TABLE, "Ref:Table", "AWS::DynamoDB::Table");
     expect(shipper, vars::AUDIT_LOG_GROUP, "Ref:AuditLogGroup", "AWS::Logs::LogGroup");
     expect(shipper, vars::CHECKPOINT_KEY_ID, "GetAtt:CheckpointKey.Arn", "AWS::KMS::Key");
+    expect(shipper, vars::EVENT_BUS, "Ref:EventBus", "AWS::Events::EventBus");
     let path = texts(&environment(template, "RevocationFunction")[vars::ELIGIBLE_ROLE_PATH]);
     if path != ["Ref:EligibleRolePath"] {
         findings.push(format!("{} is {path:?}, not EligibleRolePath", vars::ELIGIBLE_ROLE_PATH));
@@ -628,6 +634,81 @@ fn the_shipper_is_confined(template: &Value) -> Findings {
     }
     if signs == 0 {
         findings.push("no role may sign checkpoints".into());
+    }
+    findings
+}
+
+/// Only the audit shipper puts events, and only on the stack's bus; every rule of the
+/// template listens on that bus to pim's events, by detail-types the code emits
+/// (`pim::events::detail_types`), and delivers somewhere; a log group target lets
+/// EventBridge write for that rule only; outputs name the bus.
+fn events_go_to_the_stack_s_bus(template: &Value) -> Findings {
+    let mut findings = Findings::new();
+    let mut puts = 0;
+    for statement in all_statements(template).iter().filter(|s| s.allow) {
+        if !statement.actions.iter().any(|a| a == "events:PutEvents") {
+            continue;
+        }
+        puts += 1;
+        if statement.role != "AuditShipperRole" || statement.resources != ["GetAtt:EventBus.Arn"] {
+            findings
+                .push(format!("{} may put events on {:?}", statement.role, statement.resources));
+        }
+    }
+    if puts == 0 {
+        findings.push("no role may put events on the bus".into());
+    }
+
+    let resources = template["Resources"].as_mapping().unwrap();
+    let rules: Vec<(String, &Value)> = resources
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Events::Rule"))
+        .map(|(id, resource)| (id.as_str().unwrap_or_default().to_string(), resource))
+        .collect();
+    if rules.is_empty() {
+        findings.push("no example rule on the bus".into());
+    }
+    for (id, rule) in &rules {
+        let properties = &rule["Properties"];
+        if texts(&properties["EventBusName"]) != ["Ref:EventBus"] {
+            findings.push(format!("{id} is not on the stack's bus"));
+        }
+        let pattern = &properties["EventPattern"];
+        if texts(&pattern["source"]) != [pim::events::EVENT_SOURCE] {
+            findings.push(format!("{id} listens to {:?}", texts(&pattern["source"])));
+        }
+        let kinds = texts(&pattern["detail-type"]);
+        if kinds.is_empty() {
+            findings.push(format!("{id} matches no detail-type"));
+        }
+        for kind in kinds.iter().filter(|k| !pim::events::detail_types::ALL.contains(&k.as_str())) {
+            findings.push(format!("{id} matches {kind}, which pim never emits"));
+        }
+        let targets = properties["Targets"].as_sequence().cloned().unwrap_or_default();
+        if targets.is_empty() {
+            findings.push(format!("{id} has no target"));
+        }
+        for target in targets {
+            let arn = texts(&target["Arn"]).join("");
+            let Some(group) = arn.split(":log-group:${").nth(1) else { continue };
+            let group = group.trim_end_matches('}');
+            let allowed = resources.values().any(|resource| {
+                let policy = texts(&resource["Properties"]["PolicyDocument"]).join("");
+                resource["Type"].as_str() == Some("AWS::Logs::ResourcePolicy")
+                    && policy.contains(&format!("\"Resource\": \"${{{group}.Arn}}\""))
+                    && policy.contains(&format!("\"aws:SourceArn\": \"${{{id}.Arn}}\""))
+            });
+            if !allowed {
+                findings.push(format!("{id}: no resource policy lets it write {group}"));
+            }
+        }
+    }
+
+    let outputs = template["Outputs"].as_mapping().cloned().unwrap_or_default();
+    for wanted in ["Ref:EventBus", "GetAtt:EventBus.Arn"] {
+        if !outputs.values().any(|output| texts(&output["Value"]) == [wanted]) {
+            findings.push(format!("no output gives {wanted}"));
+        }
     }
     findings
 }
@@ -881,6 +962,7 @@ const RULES: &[(&str, Rule)] = &[
     ("state is protected", state_is_protected),
     ("routes are authorized", routes_are_authorized),
     ("the shipper is confined", the_shipper_is_confined),
+    ("events go to the stack's bus", events_go_to_the_stack_s_bus),
     ("scheduled work is declared", scheduled_work_is_declared),
     ("failures are alarmed", failures_are_alarmed),
     ("audit queries match the file", audit_queries_match_the_file),
@@ -1098,6 +1180,46 @@ fn each_rule_catches_its_breach() {
         ("request writes the audit log group", "the shipper is confined", |t| {
             statement_mut(t, "RequestRole", "logs:PutLogEvents")["Resource"] =
                 yaml("[!GetAtt RequestLogGroup.Arn, !GetAtt AuditLogGroup.Arn]");
+        }),
+        ("request puts events", "events go to the stack's bus", |t| {
+            let s = "{Effect: Allow, Action: events:PutEvents, Resource: !GetAtt EventBus.Arn}";
+            add_statement(t, "RequestRole", s);
+        }),
+        ("the shipper puts events on the default bus", "events go to the stack's bus", |t| {
+            statement_mut(t, "AuditShipperRole", "events:PutEvents")["Resource"] = yaml(
+                "!Sub arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default",
+            );
+        }),
+        ("nobody may put events", "events go to the stack's bus", |t| {
+            statements_mut(t, "AuditShipperRole")
+                .retain(|s| !texts(&s["Action"]).contains(&"events:PutEvents".to_string()));
+        }),
+        ("the example rule misspells a detail-type", "events go to the stack's bus", |t| {
+            let pattern = &mut t["Resources"]["AlertEventsRule"]["Properties"]["EventPattern"];
+            pattern["detail-type"] = yaml("[Grant Faild]");
+        }),
+        ("the example rule listens to IAM", "events go to the stack's bus", |t| {
+            let pattern = &mut t["Resources"]["AlertEventsRule"]["Properties"]["EventPattern"];
+            pattern["source"] = yaml("[aws.iam]");
+        }),
+        ("the example rule is on the default bus", "events go to the stack's bus", |t| {
+            let properties = &mut t["Resources"]["AlertEventsRule"]["Properties"];
+            properties.as_mapping_mut().unwrap().remove("EventBusName");
+        }),
+        ("the log group lets any rule write", "events go to the stack's bus", |t| {
+            let policy = &mut t["Resources"]["AlertEventsLogPolicy"]["Properties"];
+            let text = texts(&policy["PolicyDocument"]).join("");
+            let opened = text.replace("${AlertEventsRule.Arn}", "arn:aws:events:*:*:rule/*");
+            policy["PolicyDocument"] = Value::String(opened);
+        }),
+        ("no output names the bus", "events go to the stack's bus", |t| {
+            t["Outputs"].as_mapping_mut().unwrap().remove("EventBusName");
+        }),
+        ("the shipper loses its bus", "environment matches the code", |t| {
+            env_mut(t, "AuditShipperFunction").as_mapping_mut().unwrap().remove(vars::EVENT_BUS);
+        }),
+        ("the shipper names the default bus", "settings name the right resources", |t| {
+            env_mut(t, "AuditShipperFunction")[vars::EVENT_BUS] = yaml("default");
         }),
         ("the sweep's input is not a sweep", "scheduled work is declared", |t| {
             let events = &mut t["Resources"]["RevocationFunction"]["Properties"]["Events"];

@@ -1,5 +1,5 @@
 //! Lambda entry point of the audit shipper; the only function that writes the audit log
-//! group and signs checkpoints.
+//! group, signs checkpoints and puts lifecycle events on the event bus.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use pim::service::AuditShipper;

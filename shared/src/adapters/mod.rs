@@ -2,9 +2,15 @@
 //!
 //! Clients are built once per process from one [`aws_config::SdkConfig`]; pointing
 //! `AWS_ENDPOINT_URL` at the emulator moves all of them without a code path of its own.
+//!
+//! The EventBridge client is not among [`AwsClients`]: only the audit shipper puts events,
+//! so its adapter (`eventbridge`) and client exist only with the crate's `events` feature,
+//! and the functions that do not publish never build or link it.
 
 pub mod cloudwatch_logs;
 pub mod dynamodb;
+#[cfg(feature = "events")]
+pub mod eventbridge;
 pub mod iam;
 pub mod kms;
 pub mod scheduler;
@@ -16,6 +22,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use cloudwatch_logs::CloudWatchAuditSink;
 pub use dynamodb::DynamoRequestStore;
+#[cfg(feature = "events")]
+pub use eventbridge::EventBridgePublisher;
 pub use iam::IamInlinePolicyBinder;
 pub use kms::{KmsCheckpointSigner, KmsLinkSigner, KmsSecretKeeper};
 pub use scheduler::EventBridgeExpiryScheduler;

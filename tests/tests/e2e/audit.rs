@@ -83,9 +83,9 @@ async fn a_whole_lifecycle_ships_every_record_in_order_and_leaks_no_secret() {
 
     // All of them reach the log group, in order, with a checkpoint; a second run ships none.
     let shipped = pim_audit_shipper::handle(&stack.shipper).await.unwrap();
-    assert_eq!(shipped, json!({"records": 5, "through": 5}));
+    assert_eq!(shipped, json!({"records": 5, "events": 4, "through": 5}));
     let again = pim_audit_shipper::handle(&stack.shipper).await.unwrap();
-    assert_eq!(again, json!({"records": 0, "through": 5}));
+    assert_eq!(again, json!({"records": 0, "events": 0, "through": 5}));
     let lines = stack.audit_stream().await;
     assert_eq!(lines.len(), 6, "five records and their checkpoint");
     let streamed: Vec<Value> =

@@ -3,6 +3,7 @@
 //! once.
 
 mod audit;
+mod events;
 mod lifecycle;
 mod links;
 mod mfa;
