@@ -1,12 +1,11 @@
-//! Fires due expiry schedules, because the emulator never does: each schedule in the group
-//! whose `at()` time has come is delivered to the revocation function's handler with its
-//! own input, then deleted, as EventBridge Scheduler does with
+//! Fires due schedules (grant expiries, request timers, cleanups), because the emulator
+//! never does: each schedule in the group whose `at()` time has come is delivered to the
+//! revocation function's handler with its own input, then deleted, as EventBridge Scheduler does with
 //! `ActionAfterCompletion: DELETE`. A delivery that fails is left for the next round, as
 //! the scheduler's retry policy would.
 
 use chrono::{DateTime, Utc};
 use pim::adapters::scheduler::parse_at_expression;
-use pim::model::ExpiryEvent;
 use pim::service::Pim;
 
 /// One schedule that was delivered.
@@ -14,8 +13,8 @@ use pim::service::Pim;
 pub struct Fired {
     /// The schedule's name.
     pub name: String,
-    /// What it delivered.
-    pub event: ExpiryEvent,
+    /// What it delivered: the schedule's input.
+    pub event: serde_json::Value,
     /// What revocation answered.
     pub outcome: Result<serde_json::Value, String>,
 }
@@ -52,19 +51,19 @@ pub async fn fire_due(
         }
         let input =
             schedule.target().map(|target| target.input().unwrap_or_default()).unwrap_or_default();
-        let event: ExpiryEvent = match serde_json::from_str(input) {
+        let event: serde_json::Value = match serde_json::from_str(input) {
             Ok(event) => event,
             Err(err) => {
                 fired.push(Fired {
                     name: name.into(),
-                    event: unreadable(),
+                    event: serde_json::Value::Null,
                     outcome: Err(format!("bad input: {err}")),
                 });
                 continue;
             }
         };
         let outcome =
-            pim_revocation::handle(pim, event.clone()).await.map_err(|err| err.to_string());
+            pim_revocation::handle_event(pim, event.clone()).await.map_err(|err| err.to_string());
         if outcome.is_ok() {
             scheduler
                 .delete_schedule()
@@ -77,8 +76,4 @@ pub async fn fire_due(
         fired.push(Fired { name: name.into(), event, outcome });
     }
     Ok(fired)
-}
-
-fn unreadable() -> ExpiryEvent {
-    ExpiryEvent { kind: String::new(), request_id: String::new(), grant_id: String::new() }
 }

@@ -1,7 +1,8 @@
 //! A stand-in for API Gateway on loopback. Each HTTP request becomes the same payload
 //! (format 2.0) API Gateway hands a Lambda function, and is answered by the function's own
-//! handler: `/requests…` and `/mfa/…` by the request function, `/approvals/…` by the
-//! approval function.
+//! handler: `/requests…`, `/mfa/…` and `/grants/{id}/extend` by the request function,
+//! `/grants/{id}/revoke` by the revocation function, `/approvals/…` by the approval
+//! function.
 //!
 //! Authentication: API Gateway's IAM authorizer verifies SigV4 and passes the caller's ARN.
 //! This stand-in does not verify signatures; it takes the caller from the `X-Pim-Caller`
@@ -74,7 +75,13 @@ async fn answer(
     let path = parts.uri.path();
     let response = if path.starts_with("/approvals/") {
         pim_approval::handle(&pim, lambda_request).await
-    } else if path == "/requests" || path.starts_with("/requests/") || path.starts_with("/mfa/") {
+    } else if path.starts_with("/grants/") && path.ends_with("/revoke") {
+        pim_revocation::handle_http(&pim, lambda_request).await
+    } else if path == "/requests"
+        || path.starts_with("/requests/")
+        || path.starts_with("/mfa/")
+        || path.starts_with("/grants/")
+    {
         pim_request::handle(&pim, lambda_request).await
     } else {
         return Ok(plain(StatusCode::NOT_FOUND, "not found"));

@@ -76,6 +76,23 @@ pub enum AuditAction {
     /// A review was refused: not a reviewer of the role, the requester, already reviewed.
     #[serde(rename = "break_glass.review_refused")]
     BreakGlassReviewRefused,
+    /// A pending request was not decided in time and expired.
+    #[serde(rename = "request.expired")]
+    RequestExpired,
+    /// Approvers who had not decided were reminded, halfway through their time.
+    #[serde(rename = "request.reminded")]
+    RequestReminded,
+    /// A grant was ended before its time: relinquished by its holder, or revoked by an
+    /// administrator with a reason.
+    #[serde(rename = "grant.revoked")]
+    GrantRevoked,
+    /// An active grant was given more time; its policy and schedule moved together.
+    #[serde(rename = "grant.extended")]
+    GrantExtended,
+    /// A revocation or extension was refused (not the holder or an administrator, over the
+    /// maximum, needs approval, not active).
+    #[serde(rename = "grant.change_refused")]
+    GrantChangeRefused,
     /// A person was issued a new one-time code secret, pending their first code.
     #[serde(rename = "mfa.enrollment_started")]
     MfaEnrollmentStarted,

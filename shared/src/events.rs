@@ -59,6 +59,15 @@ pub mod detail_types {
     /// An approver of the role closed a break-glass activation with a finding.
     pub const BREAK_GLASS_REVIEWED: &str = "Break-Glass Reviewed";
 
+    /// Approvers who had not decided were reminded.
+    pub const APPROVERS_REMINDED: &str = "Approvers Reminded";
+    /// A pending request was not decided in time.
+    pub const REQUEST_EXPIRED: &str = "Request Expired";
+    /// An active grant was given more time.
+    pub const GRANT_EXTENDED: &str = "Grant Extended";
+    /// A grant was ended early by its holder or an administrator.
+    pub const GRANT_REVOKED: &str = "Grant Revoked";
+
     /// Every detail-type, in lifecycle order.
     pub const ALL: &[&str] = &[
         REQUEST_CREATED,
@@ -67,7 +76,11 @@ pub mod detail_types {
         BREAK_GLASS_ACTIVATED,
         REQUEST_DENIED,
         REQUEST_CANCELLED,
+        APPROVERS_REMINDED,
+        REQUEST_EXPIRED,
         GRANT_ACTIVATED,
+        GRANT_EXTENDED,
+        GRANT_REVOKED,
         GRANT_FAILED,
         GRANT_EXPIRED,
         GRANT_REVOCATION_FAILED,
@@ -98,6 +111,8 @@ const DETAIL_FIELDS: &[&str] = &[
     "policy_name",
     "finding",
     "comment",
+    "previous_ends_at",
+    "revoked_by",
     "access_ended",
 ];
 
@@ -132,9 +147,14 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         AuditAction::SweepDriftFound => Some(t::GRANT_DRIFT_FOUND),
         AuditAction::SweepScheduleRecreated => Some(t::GRANT_SCHEDULE_RECREATED),
         AuditAction::BreakGlassReviewed => Some(t::BREAK_GLASS_REVIEWED),
+        AuditAction::RequestReminded => Some(t::APPROVERS_REMINDED),
+        AuditAction::RequestExpired => Some(t::REQUEST_EXPIRED),
+        AuditAction::GrantExtended => Some(t::GRANT_EXTENDED),
+        AuditAction::GrantRevoked => Some(t::GRANT_REVOKED),
         AuditAction::RequestRefused
         | AuditAction::DecisionRefused
         | AuditAction::BreakGlassReviewRefused
+        | AuditAction::GrantChangeRefused
         | AuditAction::SweepOrphanRemoved
         | AuditAction::SweepStandingAccessFound
         // A person's own enrolment is not a request's lifecycle.
@@ -147,13 +167,17 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
 /// The request's state right after the action, where the action alone decides it.
 fn state_after(action: AuditAction) -> Option<&'static str> {
     match action {
-        AuditAction::RequestCreated | AuditAction::ApprovalRecorded => Some("pending"),
+        AuditAction::RequestCreated
+        | AuditAction::ApprovalRecorded
+        | AuditAction::RequestReminded => Some("pending"),
         AuditAction::RequestApproved => Some("approved"),
         AuditAction::RequestDenied => Some("denied"),
         AuditAction::RequestCancelled => Some("cancelled"),
         AuditAction::GrantActivated => Some("active"),
         AuditAction::GrantFailed => Some("failed"),
-        AuditAction::GrantExpired => Some("expired"),
+        AuditAction::GrantExpired | AuditAction::RequestExpired => Some("expired"),
+        AuditAction::GrantRevoked => Some("revoked"),
+        AuditAction::GrantExtended => Some("active"),
         // The state is unchanged, and the record does not say which it was.
         _ => None,
     }
@@ -235,6 +259,11 @@ mod tests {
         AuditAction::MfaEnrollmentStarted,
         AuditAction::MfaEnrolled,
         AuditAction::MfaRefused,
+        AuditAction::RequestExpired,
+        AuditAction::RequestReminded,
+        AuditAction::GrantRevoked,
+        AuditAction::GrantExtended,
+        AuditAction::GrantChangeRefused,
     ];
 
     #[test]
@@ -267,6 +296,11 @@ mod tests {
             ("mfa.enrollment_started", None),
             ("mfa.enrolled", None),
             ("mfa.refused", None),
+            ("request.expired", Some("Request Expired")),
+            ("request.reminded", Some("Approvers Reminded")),
+            ("grant.revoked", Some("Grant Revoked")),
+            ("grant.extended", Some("Grant Extended")),
+            ("grant.change_refused", None),
         ];
         let expected: Vec<(String, Option<&str>)> =
             expected.iter().map(|(name, kind)| (name.to_string(), *kind)).collect();

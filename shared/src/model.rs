@@ -3,9 +3,11 @@
 //! ```text
 //!            approve             activate             expire
 //! pending ───────────▶ approved ──────────▶ active ──────────▶ expired
-//!    │ deny / cancel        │ fail (rolled back)    ▲
-//!    ▼                      ▼                       │ expire also ends an approved grant
-//! denied, cancelled       failed                    │ whose policy is still being written
+//!    │ deny / cancel        │ fail (rolled back)  │  ▲ extend (active → active, later end)
+//!    │ time out             ▼                     │  │ expire also ends an approved grant
+//!    ▼                    failed                  │  │ whose policy is still being written
+//! denied, cancelled,                              ▼
+//! expired (not decided in time)                revoked (relinquished, or by an administrator)
 //! ```
 //!
 //! Every transition is a pure function from one request to the next with its version
@@ -35,6 +37,8 @@ pub enum RequestState {
     Expired,
     /// Access could not be put in place; anything written was rolled back.
     Failed,
+    /// The grant was ended before its time, by its holder or an administrator.
+    Revoked,
 }
 
 impl RequestState {
@@ -48,6 +52,7 @@ impl RequestState {
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
             Self::Failed => "failed",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -194,6 +199,9 @@ pub struct AccessRequest {
     /// The review of a break-glass activation, once done; until then it is outstanding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// When approvers who had not decided were reminded; they are reminded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 /// What the scheduler delivers to the revocation function at a grant's end.
@@ -219,8 +227,58 @@ impl ExpiryEvent {
     }
 }
 
+/// Time-driven work on a pending request, delivered by its own one-time schedule to the
+/// revocation function: the reminder halfway through the approvers' time, and the end of
+/// that time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequestTimer {
+    /// Remind approvers who have not decided, then wait for the deadline.
+    ApprovalReminder {
+        /// The pending request.
+        request_id: String,
+    },
+    /// The approvers' time is up: a request still pending expires.
+    RequestExpiry {
+        /// The pending request.
+        request_id: String,
+    },
+}
+
+impl RequestTimer {
+    /// The request the timer is about.
+    pub fn request_id(&self) -> &str {
+        match self {
+            Self::ApprovalReminder { request_id } | Self::RequestExpiry { request_id } => {
+                request_id
+            }
+        }
+    }
+
+    /// The schedule's name: one of each kind per request.
+    pub fn schedule_name(&self) -> String {
+        match self {
+            Self::ApprovalReminder { request_id } => format!("pim-remind-{request_id}"),
+            Self::RequestExpiry { request_id } => format!("pim-deadline-{request_id}"),
+        }
+    }
+}
+
 fn one() -> u32 {
     1
+}
+
+/// The id of the grant a request opens: the request's own random part, so a grant id leads
+/// back to its request (`req-1f…` opens `grant-1f…`).
+pub fn grant_id_for(request_id: &str) -> String {
+    format!("grant-{}", request_id.strip_prefix("req-").unwrap_or(request_id))
+}
+
+/// The request a grant id belongs to, for ids made by [`grant_id_for`].
+pub fn request_id_of_grant(grant_id: &str) -> Option<String> {
+    let random = grant_id.strip_prefix("grant-")?;
+    let well_formed = !random.is_empty() && random.bytes().all(|b| b.is_ascii_alphanumeric());
+    well_formed.then(|| format!("req-{random}"))
 }
 
 /// A fresh random id with a readable prefix.
@@ -262,7 +320,7 @@ impl AccessRequest {
         let secs = i64::try_from(self.duration_secs).map_err(|_| overflow())?;
         let ends_at = at.checked_add_signed(Duration::seconds(secs)).ok_or_else(overflow)?;
         self.state = RequestState::Approved;
-        self.grant = Some(Grant { id: new_id("grant"), starts_at: at, ends_at });
+        self.grant = Some(Grant { id: grant_id_for(&self.id), starts_at: at, ends_at });
         Ok(())
     }
 
@@ -369,6 +427,60 @@ impl AccessRequest {
         Ok(next)
     }
 
+    /// The approvers' time ran out before a decision: the request expires.
+    pub fn time_out(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Pending], "timed out")?;
+        if !self.is_past_pending_deadline(at) {
+            return Err(PimError::conflict(
+                "invalid_state",
+                format!("request {} still has time for a decision", self.id),
+            ));
+        }
+        let mut next = self.next(RequestState::Expired, at);
+        next.reason = Some("not decided in time".into());
+        Ok(next)
+    }
+
+    /// Records that the approvers who had not decided were reminded; once only.
+    pub fn remind(&self, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_decidable(at)?;
+        if self.reminded_at.is_some() {
+            return Err(PimError::conflict("already_reminded", "approvers were reminded before"));
+        }
+        let mut next = self.next(self.state, at);
+        next.reminded_at = Some(at);
+        Ok(next)
+    }
+
+    /// Ends a grant before its time: relinquished by its holder or revoked by an
+    /// administrator. An approved grant whose policy is still being written ends too.
+    pub fn revoke(&self, reason: &str, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Active, RequestState::Approved], "revoked")?;
+        let mut next = self.next(RequestState::Revoked, at);
+        next.reason = Some(reason.into());
+        Ok(next)
+    }
+
+    /// Moves an active grant's end to `ends_at`, later than it was.
+    pub fn extend(&self, ends_at: DateTime<Utc>, at: DateTime<Utc>) -> Result<Self> {
+        self.ensure_state(&[RequestState::Active], "extended")?;
+        let grant = self.grant.as_ref().ok_or_else(|| {
+            PimError::conflict("invalid_state", format!("request {} has no grant", self.id))
+        })?;
+        if ends_at <= grant.ends_at || grant.ends_at <= at {
+            return Err(PimError::conflict(
+                "invalid_state",
+                format!("grant {} has ended or would not end later", grant.id),
+            ));
+        }
+        let mut next = self.next(self.state, at);
+        if let Some(grant) = next.grant.as_mut() {
+            grant.ends_at = ends_at;
+        }
+        next.duration_secs = (ends_at - grant.starts_at).num_seconds().max(0) as u64;
+        Ok(next)
+    }
+
     /// Access could not be put in place and was rolled back.
     pub fn fail(&self, reason: &str, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_state(&[RequestState::Approved], "failed")?;
@@ -445,6 +557,7 @@ mod tests {
             reason: None,
             drift: None,
             review: None,
+            reminded_at: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::audit::AuditRecord;
 use crate::audit::chain::ChainHead;
 use crate::error::Result;
 use crate::events::LifecycleEvent;
-use crate::model::{AccessRequest, ExpiryEvent};
+use crate::model::{AccessRequest, ExpiryEvent, RequestTimer};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -109,6 +109,24 @@ pub trait ExpiryScheduler: Send + Sync {
         name: &str,
         at: DateTime<Utc>,
         event: &ExpiryEvent,
+    ) -> Result<()>;
+
+    /// Moves the existing schedule `name` to `at` (an extended grant), or creates it if it
+    /// is gone.
+    async fn reschedule_expiry(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        event: &ExpiryEvent,
+    ) -> Result<()>;
+
+    /// Creates a one-time schedule `name` that delivers a pending request's `timer` at `at`;
+    /// an existing schedule of that name is success.
+    async fn schedule_timer(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        timer: &RequestTimer,
     ) -> Result<()>;
 
     /// Deletes the schedule; one already gone is success.

@@ -1,13 +1,14 @@
 //! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
 //! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
-//! break-glass activation), and one-time code enrolment: `POST /mfa/enrollment` and
-//! `POST /mfa/enrollment/confirm`. Each route parses, calls one domain operation and maps the
+//! break-glass activation), `POST /grants/{id}/extend`, and one-time code enrolment:
+//! `POST /mfa/enrollment` and `POST /mfa/enrollment/confirm`. (`POST /grants/{id}/revoke`
+//! goes to the revocation function, the only one that may delete grant policies.) Each route parses, calls one domain operation and maps the
 //! result; the caller is always the authenticated principal from API Gateway.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use pim::api::{caller_of, json_response, oidc_mfa_of, problem_response, read_json};
-use pim::service::{ConfirmEnrollment, NewRequest, NewReview, Pim};
+use pim::service::{ConfirmEnrollment, Extension, NewRequest, NewReview, Pim};
 use pim::{PimError, Result};
 use serde_json::json;
 
@@ -52,6 +53,12 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             let cancelled = pim.cancel_request(&caller_of(request)?, id).await?;
             Ok(json_response(200, &cancelled))
         }
+        (&Method::POST, ["grants", id, "extend"]) => {
+            let mut input: Extension = read_json(request)?;
+            input.oidc_mfa = oidc_mfa_of(request, pim.clock.now());
+            let extended = pim.extend_grant(&caller_of(request)?, id, input).await?;
+            Ok(json_response(200, &extended))
+        }
         (&Method::POST, ["mfa", "enrollment"]) => {
             let issued = pim.begin_mfa_enrollment(&caller_of(request)?).await?;
             Ok(json_response(201, &issued))
@@ -61,7 +68,7 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             pim.confirm_mfa_enrollment(&caller_of(request)?, input).await?;
             Ok(json_response(200, &json!({ "state": "active" })))
         }
-        (_, ["requests" | "mfa", ..]) => {
+        (_, ["requests" | "mfa" | "grants", ..]) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
@@ -71,7 +78,7 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
 /// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.iter().position(|s| matches!(*s, "requests" | "mfa")) {
+    match segments.iter().position(|s| matches!(*s, "requests" | "mfa" | "grants")) {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,
     }

@@ -114,6 +114,7 @@ fn is_closed(state: RequestState) -> bool {
             | RequestState::Cancelled
             | RequestState::Expired
             | RequestState::Failed
+            | RequestState::Revoked
     )
 }
 

@@ -1,11 +1,12 @@
 //! [`ExpiryScheduler`] on EventBridge Scheduler: one one-time `at()` schedule per grant, in
 //! UTC, with no flexible window, deleted after it fires, targeting the revocation function
-//! with the grant's [`ExpiryEvent`] as input. A delivery that still fails after the retry
+//! with the grant's [`ExpiryEvent`] as input; likewise one per pending request's
+//! [`RequestTimer`] (the reminder, then the deadline). A delivery that still fails after the retry
 //! policy goes to the dead-letter queue, where an alarm watches for it.
 
 use super::{aws_error, error_code};
 use crate::error::{PimError, Result};
-use crate::model::ExpiryEvent;
+use crate::model::{ExpiryEvent, RequestTimer};
 use crate::ports::ExpiryScheduler;
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
@@ -60,15 +61,14 @@ pub fn parse_at_expression(expression: &str) -> Option<DateTime<Utc>> {
     Some(naive.and_utc())
 }
 
-#[async_trait]
-impl ExpiryScheduler for EventBridgeExpiryScheduler {
-    async fn schedule_expiry(
+impl EventBridgeExpiryScheduler {
+    /// The target delivering `input` to the revocation function, with the retry policy and
+    /// the dead-letter queue, and the window (off) every schedule here uses.
+    fn definition(
         &self,
-        name: &str,
-        at: DateTime<Utc>,
-        event: &ExpiryEvent,
-    ) -> Result<()> {
-        let input = serde_json::to_string(event).expect("event serializes");
+        operation: &'static str,
+        input: String,
+    ) -> Result<(Target, FlexibleTimeWindow)> {
         let retry = RetryPolicy::builder()
             .maximum_retry_attempts(RETRY_ATTEMPTS)
             .maximum_event_age_in_seconds(MAX_EVENT_AGE_SECS)
@@ -80,11 +80,18 @@ impl ExpiryScheduler for EventBridgeExpiryScheduler {
             .retry_policy(retry)
             .dead_letter_config(DeadLetterConfig::builder().arn(&self.dead_letter_arn).build())
             .build()
-            .map_err(|err| PimError::aws("scheduler:CreateSchedule", false, err))?;
+            .map_err(|err| PimError::aws(operation, false, err))?;
         let window = FlexibleTimeWindow::builder()
             .mode(FlexibleTimeWindowMode::Off)
             .build()
-            .map_err(|err| PimError::aws("scheduler:CreateSchedule", false, err))?;
+            .map_err(|err| PimError::aws(operation, false, err))?;
+        Ok((target, window))
+    }
+
+    /// Creates the one-time schedule `name` delivering `input` at `at`; one that exists
+    /// already is success.
+    async fn create(&self, name: &str, at: DateTime<Utc>, input: String) -> Result<()> {
+        let (target, window) = self.definition("scheduler:CreateSchedule", input)?;
         let outcome = self
             .client
             .create_schedule()
@@ -103,6 +110,57 @@ impl ExpiryScheduler for EventBridgeExpiryScheduler {
             Err(err) if error_code(&err) == Some("ConflictException") => Ok(()),
             Err(err) => Err(aws_error("scheduler:CreateSchedule", err)),
         }
+    }
+}
+
+#[async_trait]
+impl ExpiryScheduler for EventBridgeExpiryScheduler {
+    async fn schedule_expiry(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        event: &ExpiryEvent,
+    ) -> Result<()> {
+        self.create(name, at, serde_json::to_string(event).expect("event serializes")).await
+    }
+
+    async fn reschedule_expiry(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        event: &ExpiryEvent,
+    ) -> Result<()> {
+        let input = serde_json::to_string(event).expect("event serializes");
+        let (target, window) = self.definition("scheduler:UpdateSchedule", input.clone())?;
+        let outcome = self
+            .client
+            .update_schedule()
+            .name(name)
+            .group_name(&self.group)
+            .schedule_expression(at_expression(at))
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .state(ScheduleState::Enabled)
+            .target(target)
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(err) if error_code(&err) == Some("ResourceNotFoundException") => {
+                self.create(name, at, input).await
+            }
+            Err(err) => Err(aws_error("scheduler:UpdateSchedule", err)),
+        }
+    }
+
+    async fn schedule_timer(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        timer: &RequestTimer,
+    ) -> Result<()> {
+        self.create(name, at, serde_json::to_string(timer).expect("timer serializes")).await
     }
 
     async fn cancel_expiry(&self, name: &str) -> Result<()> {

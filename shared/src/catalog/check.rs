@@ -221,7 +221,16 @@ impl Checker {
                 roles.push(role);
             }
         }
-        Catalog { pending_lifetime_secs, time_zone, people, roles, person_by_principal }
+        let administrators =
+            self.subjects(&document.administrators, "administrators", false).people;
+        Catalog {
+            pending_lifetime_secs,
+            time_zone,
+            people,
+            roles,
+            person_by_principal,
+            administrators,
+        }
     }
 
     fn error_count(&self) -> usize {

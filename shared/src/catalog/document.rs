@@ -21,6 +21,9 @@ pub struct Document {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The privileged roles.
     pub roles: Vec<RoleDoc>,
+    /// Who may revoke anyone's grant, with a reason: person ids and `group:<name>`.
+    #[serde(default)]
+    pub administrators: Vec<String>,
 }
 
 /// Document-wide settings.

@@ -23,7 +23,7 @@ use crate::identity::Principal;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rules::{ApprovalRule, BreakGlass, Constraints, SubjectSet, TimeWindow, strictest};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use check::{Problem, Report, Severity, check_document};
 pub use document::StatementDoc as Statement;
@@ -187,6 +187,7 @@ pub struct Catalog {
     people: Vec<Person>,
     roles: Vec<CatalogRole>,
     person_by_principal: HashMap<Principal, usize>,
+    administrators: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -238,6 +239,11 @@ impl Catalog {
     /// Every catalog role, in document order.
     pub fn roles(&self) -> &[CatalogRole] {
         &self.roles
+    }
+
+    /// Whether the person may revoke anyone's grant (the document's `administrators`).
+    pub fn is_administrator(&self, person_id: &str) -> bool {
+        self.administrators.contains(person_id)
     }
 }
 

@@ -217,7 +217,7 @@ impl Pim {
 
     /// Records that a grant's policy could not be removed, on the request itself, and
     /// counts it. The grant keeps its state: it still needs ending.
-    async fn record_revocation_failure(
+    pub(crate) async fn record_revocation_failure(
         &self,
         request: &AccessRequest,
         err: &PimError,

@@ -5,6 +5,8 @@
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`reviews`]: the after-the-fact review of a break-glass activation.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
+//! - [`holders`]: after activation: relinquish, revoke (administrators), extend.
+//! - [`timers`]: a pending request's reminder and deadline.
 //! - [`mfa`]: enrol a one-time code app, and check the codes policy asks for.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
@@ -15,12 +17,14 @@
 
 pub mod approvals;
 pub mod grants;
+pub mod holders;
 pub mod mfa;
 pub mod notify;
 pub mod requests;
 pub mod reviews;
 pub mod shipping;
 pub mod sweep;
+pub mod timers;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
@@ -40,11 +44,13 @@ use std::sync::Arc;
 
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
+pub use holders::{Extension, Revocation};
 pub use mfa::{ConfirmEnrollment, NewEnrollment};
 pub use requests::{Created, NewRequest};
 pub use reviews::NewReview;
 pub use shipping::{AuditShipper, Shipped};
 pub use sweep::SweepReport;
+pub use timers::TimerOutcome;
 
 /// The domain with its ports wired; built once per process.
 #[derive(Clone)]

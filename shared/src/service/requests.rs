@@ -118,6 +118,7 @@ impl Pim {
             reason: None,
             drift: None,
             review: None,
+            reminded_at: None,
         };
 
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.
@@ -157,6 +158,7 @@ impl Pim {
             let granted = self.approve_by_policy(request, role).await?;
             return Ok(Created { request: granted, undelivered: vec![] });
         }
+        self.start_timers(&request).await;
         let mut undelivered = Vec::new();
         for (approver, link) in links {
             let mail = self.approval_mail(&request, approver, &link);
@@ -353,7 +355,11 @@ impl Pim {
         })
     }
 
-    async fn sign_link(&self, request: &AccessRequest, approver: &str) -> Result<String> {
+    pub(crate) async fn sign_link(
+        &self,
+        request: &AccessRequest,
+        approver: &str,
+    ) -> Result<String> {
         let claims = LinkClaims {
             v: TOKEN_VERSION,
             kid: self.signer.key_id().to_string(),

@@ -134,16 +134,18 @@ async fn lost_replies_on_every_write_converge_without_duplicates_or_orphans() {
     let stack = TestStack::through_proxy(retries_on()).await;
     let proxy = stack.proxy();
     // The first transaction of the approval is the decision; the second is activation.
-    proxy.lose_reply("scheduler", "CreateSchedule", 1);
+    // The request's reminder timer is the first schedule; the grant's expiry the second.
+    proxy.lose_reply_after("scheduler", "CreateSchedule", 1, 1);
     proxy.lose_reply("iam", "PutRolePolicy", 1);
     proxy.lose_reply_after("dynamodb", "TransactWriteItems", 2, 1);
     let granted = grant(&stack, "PT1H").await;
-    assert_eq!(proxy.count("scheduler", "CreateSchedule"), 2, "the lost reply was retried");
+    assert_eq!(proxy.count("scheduler", "CreateSchedule"), 3, "the lost reply was retried");
     assert_eq!(proxy.count("iam", "PutRolePolicy"), 2);
 
     let snapshot = stack.snapshot().await;
     assert_eq!(snapshot.policies["alice-workload"], [granted.policy()], "one policy");
-    assert_eq!(snapshot.schedules, [granted.schedule()], "one schedule, no cleanup");
+    let reminder = format!("pim-remind-{}", granted.id);
+    assert_eq!(snapshot.schedules, [granted.schedule(), reminder], "one expiry, no cleanup");
     let activated = actions(&shown(&stack, &granted.id).await);
     assert_eq!(activated, ["request.created", "request.approved", "grant.activated"]);
 
