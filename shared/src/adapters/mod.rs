@@ -16,7 +16,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use cloudwatch_logs::CloudWatchAuditSink;
 pub use dynamodb::DynamoRequestStore;
-pub use iam::IamInlinePolicyBinder;
+pub use iam::{IamInlinePolicyBinder, IamManagedPolicySource};
 pub use kms::{KmsCheckpointSigner, KmsLinkSigner};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;

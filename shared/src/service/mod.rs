@@ -5,6 +5,7 @@
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`reviews`]: the after-the-fact review of a break-glass activation.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
+//! - [`attachments`]: managed policies attached as they are, reference-counted per role.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
@@ -13,6 +14,7 @@
 //! them has committed, and each is safe to repeat.
 
 pub mod approvals;
+pub mod attachments;
 pub mod grants;
 pub mod notify;
 pub mod requests;
@@ -22,7 +24,7 @@ pub mod sweep;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
-    KmsLinkSigner, SesMailer,
+    IamManagedPolicySource, KmsLinkSigner, SesMailer,
 };
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::backoff::Backoff;
@@ -31,7 +33,10 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::PimError;
 use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
-use crate::ports::{ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore};
+use crate::managed::ManagedPolicies;
+use crate::ports::{
+    AttachmentLedger, ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore,
+};
 use std::sync::Arc;
 
 pub use approvals::LinkView;
@@ -48,8 +53,12 @@ pub struct Pim {
     pub catalog: Arc<Catalog>,
     /// Requests, audit records, consumed links.
     pub store: Arc<dyn RequestStore>,
-    /// Grant policies on IAM roles.
+    /// Grant policies on IAM roles, and managed policies attached to them.
     pub binder: Arc<dyn PolicyBinder>,
+    /// Managed policy documents, read from IAM on first use.
+    pub managed: Arc<ManagedPolicies>,
+    /// Who holds each managed policy pim attached.
+    pub ledger: Arc<dyn AttachmentLedger>,
     /// Expiry schedules.
     pub scheduler: Arc<dyn ExpiryScheduler>,
     /// Outgoing mail.
@@ -100,10 +109,15 @@ impl Pim {
         clients: &AwsClients,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let store = Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table));
         Self {
             catalog: Arc::new(catalog),
-            store: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            store: store.clone(),
             binder: Arc::new(IamInlinePolicyBinder::new(clients.iam.clone())),
+            managed: Arc::new(ManagedPolicies::new(Arc::new(IamManagedPolicySource::new(
+                clients.iam.clone(),
+            )))),
+            ledger: store,
             scheduler: Arc::new(EventBridgeExpiryScheduler::new(
                 clients.scheduler.clone(),
                 &settings.schedule_group,
