@@ -61,8 +61,7 @@ impl ManagedPolicy {
             if let Some(key) = statement.keys().find(|k| !STATEMENT_KEYS.contains(&k.as_str())) {
                 return Err(unreadable(&format!("a statement has the key {key}")));
             }
-            if !matches!(statement.get("Effect").and_then(Value::as_str), Some("Allow" | "Deny"))
-            {
+            if !matches!(statement.get("Effect").and_then(Value::as_str), Some("Allow" | "Deny")) {
                 return Err(unreadable("a statement's Effect is neither Allow nor Deny"));
             }
             parsed.push(statement);
@@ -227,20 +226,38 @@ mod tests {
         let protected = default_protected_resources();
         let cases: &[(Value, Option<&str>)] = &[
             (json!({"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}), None),
-            (json!({"Effect": "Allow", "Action": "iam:*", "Resource": "*"}), Some("iam:PutRolePolicy")),
-            (json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}), Some("sts:AssumeRole")),
+            (
+                json!({"Effect": "Allow", "Action": "iam:*", "Resource": "*"}),
+                Some("iam:PutRolePolicy"),
+            ),
+            (
+                json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}),
+                Some("sts:AssumeRole"),
+            ),
             (json!({"Effect": "Allow", "Action": "*", "Resource": "*"}), Some("would grant")),
-            (json!({"Effect": "Allow", "NotAction": ["iam:*", "organizations:*"], "Resource": "*"}),
-             Some("sts:AssumeRole")),
-            (json!({"Effect": "Allow", "NotAction": ["iam:*", "sts:*", "organizations:*"],
-                    "Resource": "arn:aws:s3:::bucket/*"}), None),
-            (json!({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}),
-             Some("reaches pim's own resources")),
-            (json!({"Effect": "Allow", "Action": "dynamodb:GetItem",
+            (
+                json!({"Effect": "Allow", "NotAction": ["iam:*", "organizations:*"], "Resource": "*"}),
+                Some("sts:AssumeRole"),
+            ),
+            (
+                json!({"Effect": "Allow", "NotAction": ["iam:*", "sts:*", "organizations:*"],
+                    "Resource": "arn:aws:s3:::bucket/*"}),
+                None,
+            ),
+            (
+                json!({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}),
+                Some("reaches pim's own resources"),
+            ),
+            (
+                json!({"Effect": "Allow", "Action": "dynamodb:GetItem",
                     "NotResource": "arn:aws:dynamodb:*:*:table/orders"}),
-             Some("reaches pim's own resources")),
-            (json!({"Effect": "Allow", "Action": "dynamodb:GetItem",
-                    "Resource": "arn:aws:dynamodb:*:*:table/orders"}), None),
+                Some("reaches pim's own resources"),
+            ),
+            (
+                json!({"Effect": "Allow", "Action": "dynamodb:GetItem",
+                    "Resource": "arn:aws:dynamodb:*:*:table/orders"}),
+                None,
+            ),
             // A Deny only takes away: it is never a reason to refuse.
             (json!({"Effect": "Deny", "Action": "iam:*", "Resource": "*"}), None),
         ];

@@ -145,8 +145,11 @@ pub struct DetachLease {
 #[async_trait]
 pub trait AttachmentLedger: Send + Sync {
     /// The attachment of `policy_arn` to `role_name`, read strongly consistently.
-    async fn load_attachment(&self, role_name: &str, policy_arn: &str)
-    -> Result<Option<Attachment>>;
+    async fn load_attachment(
+        &self,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> Result<Option<Attachment>>;
 
     /// Stores `next` only if the stored attachment is still at `next.version - 1` (absent
     /// when that is 0); otherwise a conflict (`attachment_changed`).

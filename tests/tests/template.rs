@@ -1006,7 +1006,8 @@ fn each_rule_catches_its_breach() {
             });
         }),
         ("a user may get policies attached", "no forbidden actions", |t| {
-            let s = "{Effect: Allow, Action: iam:AttachUserPolicy, Resource: arn:aws:iam::1:user/x}";
+            let s =
+                "{Effect: Allow, Action: iam:AttachUserPolicy, Resource: arn:aws:iam::1:user/x}";
             add_statement(t, "ApprovalRole", s);
         }),
         ("managed policies are written, not read", "no wildcard resources", |t| {

@@ -183,9 +183,8 @@ impl ManagedPolicySource for IamManagedPolicySource {
             Err(err) if error_code(&err) == Some("NoSuchEntity") => return Err(not_found()),
             Err(err) => return Err(aws_error("iam:GetPolicy", err)),
         };
-        let version = policy
-            .and_then(|p| p.default_version_id)
-            .ok_or_else(|| PimError::Corrupt {
+        let version =
+            policy.and_then(|p| p.default_version_id).ok_or_else(|| PimError::Corrupt {
                 key: policy_arn.into(),
                 reason: "the policy has no default version".into(),
             })?;

@@ -64,17 +64,13 @@ pub fn protected_reached<'a>(
 /// account's own (`arn:aws:iam::<account>:policy/…`).
 pub fn is_managed_policy_arn(arn: &str) -> bool {
     let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(owner), Some(name)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(owner), Some(name)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    let owner_ok = owner == "aws" || (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()));
+    let owner_ok =
+        owner == "aws" || (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()));
     let name_ok = name.strip_prefix("policy/").is_some_and(|rest| {
         !rest.is_empty()
             && !rest.ends_with('/')
@@ -550,7 +546,10 @@ impl Checker {
     /// role's quota. Their documents live in IAM, which this check does not read.
     fn managed_policies(&mut self, raw: &RoleDoc, path: &str, quota: u32) {
         let mut seen = HashSet::new();
-        let lists = [("managed_policies", &raw.managed_policies), ("attached_policies", &raw.attached_policies)];
+        let lists = [
+            ("managed_policies", &raw.managed_policies),
+            ("attached_policies", &raw.attached_policies),
+        ];
         for (field, arns) in lists {
             for (n, arn) in arns.iter().enumerate() {
                 let here = format!("{path}.{field}[{n}]");

@@ -112,8 +112,13 @@ impl Pim {
                 Err(err) => return Err(err),
             }
             self.binder.attach_managed_policy(role_name, policy_arn).await?;
-            tracing::info!(role = role_name, policy_arn, grant_id,
-                holders = next.holders.len(), "managed policy attached");
+            tracing::info!(
+                role = role_name,
+                policy_arn,
+                grant_id,
+                holders = next.holders.len(),
+                "managed policy attached"
+            );
             return Ok(());
         }
         Err(PimError::conflict(

@@ -32,8 +32,8 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::PimError;
-use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
 use crate::managed::ManagedPolicies;
+use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
 use crate::ports::{
     AttachmentLedger, ExpiryScheduler, LinkSigner, Mailer, PolicyBinder, RequestStore,
 };

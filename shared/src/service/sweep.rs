@@ -50,8 +50,8 @@ use crate::error::Result;
 use crate::metrics::{Unit, names};
 use crate::model::{AccessRequest, ExpiryEvent, RequestState};
 use crate::ports::{Attachment, Removal, RolePolicies};
-use crate::service::attachments::Released;
 use crate::service::ExpiryOutcome;
+use crate::service::attachments::Released;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -204,7 +204,13 @@ impl Pim {
         }
         let label = format!("{}/{}", role.role_name, item.policy_arn);
         let released = self
-            .release_attachment(&role.role_name, &item.policy_arn, &ended, "sweep", Some(item.version))
+            .release_attachment(
+                &role.role_name,
+                &item.policy_arn,
+                &ended,
+                "sweep",
+                Some(item.version),
+            )
             .await;
         match released {
             Ok(Released::Detached(_)) => {}

@@ -5,6 +5,7 @@
 mod audit;
 mod lifecycle;
 mod links;
+mod managed;
 mod policy;
 mod races;
 mod refusals;
