@@ -989,4 +989,44 @@ roles:
             errors(&huge)
         );
     }
+
+    #[test]
+    fn managed_policy_arns_are_told_apart_from_everything_else() {
+        let cases = [
+            ("arn:aws:iam::aws:policy/SecurityAudit", true),
+            ("arn:aws:iam::aws:policy/job-function/ViewOnlyAccess", true),
+            ("arn:aws-us-gov:iam::aws:policy/ReadOnlyAccess", true),
+            ("arn:aws:iam::123456789012:policy/team/reader", true),
+            ("arn:aws:iam::aws:role/SecurityAudit", false),
+            ("arn:aws:iam::aws:policy/", false),
+            ("arn:aws:iam::aws:policy/trailing/", false),
+            ("arn:aws:iam::12345:policy/short-account", false),
+            ("arn:aws:s3:::aws:policy/x", false),
+            ("arn:aws:iam:us-east-1:aws:policy/x", false),
+            ("arn:aws:iam::aws:policy/has space", false),
+            ("SecurityAudit", false),
+        ];
+        for (arn, expected) in cases {
+            assert_eq!(is_managed_policy_arn(arn), expected, "{arn}");
+        }
+    }
+
+    #[test]
+    fn a_role_may_grant_through_managed_policies_alone() {
+        let managed = BASE.replacen(
+            "statements: [{actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/*']}]",
+            "attached_policies: [arn:aws:iam::aws:policy/SecurityAudit]",
+            1,
+        );
+        assert_ne!(managed, BASE, "the base document has the statement replaced");
+        let report = check_document(&managed);
+        assert!(!report.has_errors(), "{:?}", report.problems);
+        let role = &report.catalog.unwrap().roles[0];
+        assert!(!role.renders_inline());
+        assert_eq!(role.attached_policies, ["arn:aws:iam::aws:policy/SecurityAudit"]);
+        let warned = report.problems.iter().any(|p| {
+            p.severity == Severity::Warning && p.message.contains("cannot expire by themselves")
+        });
+        assert!(warned, "{:?}", report.problems);
+    }
 }
