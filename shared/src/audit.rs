@@ -61,6 +61,9 @@ pub enum AuditAction {
     /// The sweep removed a grant policy that no live grant accounts for.
     #[serde(rename = "sweep.orphan_removed")]
     SweepOrphanRemoved,
+    /// The sweep detached a managed policy pim attached that no live grant holds.
+    #[serde(rename = "sweep.attachment_detached")]
+    SweepAttachmentDetached,
     /// The sweep found an active grant whose policy is missing from the role.
     #[serde(rename = "sweep.drift_found")]
     SweepDriftFound,

@@ -156,6 +156,7 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         | AuditAction::BreakGlassReviewRefused
         | AuditAction::GrantChangeRefused
         | AuditAction::SweepOrphanRemoved
+        | AuditAction::SweepAttachmentDetached
         | AuditAction::SweepStandingAccessFound
         // A person's own enrolment is not a request's lifecycle.
         | AuditAction::MfaEnrollmentStarted
@@ -251,6 +252,7 @@ mod tests {
         AuditAction::GrantExpired,
         AuditAction::GrantRevocationFailed,
         AuditAction::SweepOrphanRemoved,
+        AuditAction::SweepAttachmentDetached,
         AuditAction::SweepDriftFound,
         AuditAction::SweepScheduleRecreated,
         AuditAction::SweepStandingAccessFound,
@@ -288,6 +290,7 @@ mod tests {
             ("grant.expired", Some("Grant Expired")),
             ("grant.revocation_failed", Some("Grant Revocation Failed")),
             ("sweep.orphan_removed", None),
+            ("sweep.attachment_detached", None),
             ("sweep.drift_found", Some("Grant Drift Found")),
             ("sweep.schedule_recreated", Some("Grant Schedule Recreated")),
             ("sweep.standing_access_found", None),

@@ -7,6 +7,7 @@
 //! - [`duration`]: the durations people type (`PT1H`, `90m`, seconds) and their bounds.
 //! - [`model`]: requests and grants, and the state machine that moves them.
 //! - [`render`]: the IAM policy document of a grant, every statement time-bounded.
+//! - [`managed`]: managed policies a role names, read from IAM, checked and rendered.
 //! - [`token`]: the signed approval links and their codec.
 //! - [`mfa`]: one-time codes (TOTP) people enrol, and fresh OIDC multi-factor sign-ins.
 //! - [`audit`]: the versioned audit record written with every transition and refusal, its
@@ -36,6 +37,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod managed;
 pub mod metrics;
 pub mod mfa;
 pub mod model;

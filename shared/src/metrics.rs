@@ -20,6 +20,8 @@ pub mod names {
     pub const REVOCATION_FAILURES: &str = "RevocationFailures";
     /// Grant policies found on roles with no live grant, and removed.
     pub const ORPHANS_REMOVED: &str = "OrphanGrantPolicies";
+    /// Managed policies pim attached that no live grant held, detached by the sweep.
+    pub const ATTACHMENTS_DETACHED: &str = "OrphanAttachments";
     /// Active grants whose policy was missing from the role.
     pub const MISSING_POLICIES: &str = "MissingGrantPolicies";
     /// Expiry schedules that were missing and were created again.

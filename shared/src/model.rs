@@ -120,6 +120,17 @@ pub struct Grant {
     pub starts_at: DateTime<Utc>,
     /// End of access: the policy's `DateLessThan` and the schedule's time.
     pub ends_at: DateTime<Utc>,
+    /// Whether the grant has an inline policy (false when its role only attaches managed
+    /// policies); set at activation.
+    #[serde(default = "has_inline_policy")]
+    pub inline_policy: bool,
+    /// The managed policies the grant holds attached to the role; set at activation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_policies: Vec<String>,
+}
+
+fn has_inline_policy() -> bool {
+    true
 }
 
 impl Grant {
@@ -320,7 +331,13 @@ impl AccessRequest {
         let secs = i64::try_from(self.duration_secs).map_err(|_| overflow())?;
         let ends_at = at.checked_add_signed(Duration::seconds(secs)).ok_or_else(overflow)?;
         self.state = RequestState::Approved;
-        self.grant = Some(Grant { id: grant_id_for(&self.id), starts_at: at, ends_at });
+        self.grant = Some(Grant {
+            id: grant_id_for(&self.id),
+            starts_at: at,
+            ends_at,
+            inline_policy: true,
+            attached_policies: vec![],
+        });
         Ok(())
     }
 

@@ -97,6 +97,65 @@ pub trait PolicyBinder: Send + Sync {
     /// Every role under the IAM path `path_prefix` with its inline and attached policies,
     /// paged through to the end.
     async fn eligible_roles(&self, path_prefix: &str) -> Result<Vec<RolePolicies>>;
+
+    /// Attaches the managed policy `policy_arn` to the role; one already attached is success.
+    async fn attach_managed_policy(&self, role_name: &str, policy_arn: &str) -> Result<()>;
+
+    /// Detaches the managed policy from the role; one not attached is success.
+    async fn detach_managed_policy(&self, role_name: &str, policy_arn: &str) -> Result<Removal>;
+
+    /// The ARNs of the managed policies attached to the role now.
+    async fn attached_policies(&self, role_name: &str) -> Result<Vec<String>>;
+}
+
+/// Reads managed policy documents.
+#[async_trait]
+pub trait ManagedPolicySource: Send + Sync {
+    /// The id and JSON document of the policy's default version. A policy that does not
+    /// exist is a refusal (`managed_policy_not_found`).
+    async fn default_version(&self, policy_arn: &str) -> Result<(String, String)>;
+}
+
+/// Who holds a managed policy attached to a role through pim, as stored: the reference count
+/// of [`crate::service::attachments`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// The role's name.
+    pub role_name: String,
+    /// The managed policy's ARN.
+    pub policy_arn: String,
+    /// The ids of the grants holding the attachment.
+    pub holders: Vec<String>,
+    /// Whether pim may have attached the policy and not detached it since.
+    pub attached: bool,
+    /// A detachment in progress, when there is one.
+    pub detaching: Option<DetachLease>,
+    /// Moves by one with every write; each write is conditioned on the version it read.
+    pub version: u64,
+}
+
+/// The marker of a detachment in progress: until it ends, no grant may take the attachment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DetachLease {
+    /// The grant (or `sweep`) detaching.
+    pub by: String,
+    /// When the lease lapses if its holder never clears it.
+    pub until: DateTime<Utc>,
+}
+
+/// Durable reference counts of managed policies pim attached.
+#[async_trait]
+pub trait AttachmentLedger: Send + Sync {
+    /// The attachment of `policy_arn` to `role_name`, read strongly consistently.
+    async fn load_attachment(
+        &self,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> Result<Option<Attachment>>;
+
+    /// Stores `next` only if the stored attachment is still at `next.version - 1` (absent
+    /// when that is 0); otherwise a conflict (`attachment_changed`).
+    async fn save_attachment(&self, next: &Attachment) -> Result<()>;
 }
 
 /// Schedules the one-time revocation of each grant.

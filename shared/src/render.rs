@@ -4,11 +4,17 @@
 //! (`DateGreaterThan` the start, `DateLessThan` the end, both in UTC). IAM itself then stops
 //! honouring the policy at the end of the window, even if every revocation path fails; the
 //! scheduled revocation only cleans up a policy that no longer grants anything.
+//!
+//! Managed policies the role names for rendering join the same document after the role's
+//! own statements: their Allow statements get the same two conditions, merged with their
+//! own, and their Deny statements are kept as they are (see [`crate::managed`]).
 
 use crate::catalog::CatalogRole;
 use crate::error::{PimError, Result};
+use crate::managed::ManagedPolicy;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// IAM's limit on the inline policies of one role, in characters without white space.
 pub const INLINE_POLICY_LIMIT: usize = 10_240;
@@ -27,15 +33,22 @@ pub fn iam_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Renders the inline policy of a grant of `role` for `window`, as compact JSON.
+/// Renders the inline policy of a grant of `role` for `window`, as compact JSON, with the
+/// statements of `managed` (the role's managed policies to render, read from IAM) after the
+/// role's own.
 ///
-/// Fails with `policy_too_large` when the document would exceed IAM's inline size limit.
-pub fn render_grant_policy(role: &CatalogRole, window: GrantWindow) -> Result<String> {
+/// Fails with `policy_too_large` when the document would exceed IAM's inline size limit,
+/// and with `managed_policy_refused` when a managed policy cannot be time-bounded.
+pub fn render_grant_policy(
+    role: &CatalogRole,
+    window: GrantWindow,
+    managed: &[Arc<ManagedPolicy>],
+) -> Result<String> {
     let condition = json!({
         "DateGreaterThan": { "aws:CurrentTime": iam_time(window.starts_at) },
         "DateLessThan": { "aws:CurrentTime": iam_time(window.ends_at) },
     });
-    let statements: Vec<Value> = role
+    let mut statements: Vec<Value> = role
         .statements
         .iter()
         .enumerate()
@@ -49,6 +62,15 @@ pub fn render_grant_policy(role: &CatalogRole, window: GrantWindow) -> Result<St
             })
         })
         .collect();
+    let mut next = 0;
+    let mut sid = || {
+        next += 1;
+        format!("PimManaged{next}")
+    };
+    for policy in managed {
+        let bounded = condition.as_object().expect("the condition is an object");
+        statements.extend(policy.bounded_statements(bounded, &mut sid)?);
+    }
     let document = json!({ "Version": "2012-10-17", "Statement": statements }).to_string();
 
     if document.len() > INLINE_POLICY_LIMIT {
@@ -94,7 +116,7 @@ roles:
             Statement { actions: vec!["logs:Get*".into()], resources: vec!["arn:x".into()] },
         ];
         let document: Value =
-            serde_json::from_str(&render_grant_policy(&role(statements), window()).unwrap())
+            serde_json::from_str(&render_grant_policy(&role(statements), window(), &[]).unwrap())
                 .unwrap();
         let rendered = document["Statement"].as_array().unwrap();
         assert_eq!(rendered.len(), 2);
@@ -110,7 +132,7 @@ roles:
     fn oversized_policies_are_refused_before_anything_is_written() {
         let actions: Vec<String> = (0..800).map(|i| format!("s3:GetObjectVersion{i}")).collect();
         let statements = vec![Statement { actions, resources: vec!["*".into()] }];
-        let err = render_grant_policy(&role(statements), window()).unwrap_err();
+        let err = render_grant_policy(&role(statements), window(), &[]).unwrap_err();
         assert_eq!(err.code(), "policy_too_large");
     }
 
@@ -131,7 +153,7 @@ roles:
             let start = DateTime::<Utc>::from_timestamp(1_700_000_000 + offset, 0).unwrap();
             let window = GrantWindow { starts_at: start, ends_at: start + chrono::Duration::seconds(length) };
             let document: Value =
-                serde_json::from_str(&render_grant_policy(&role(statements), window).unwrap()).unwrap();
+                serde_json::from_str(&render_grant_policy(&role(statements), window, &[]).unwrap()).unwrap();
             for statement in document["Statement"].as_array().unwrap() {
                 prop_assert_eq!(&statement["Effect"], "Allow");
                 prop_assert_eq!(

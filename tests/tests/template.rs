@@ -33,7 +33,10 @@ const CORE_FUNCTIONS: [&str; 3] = ["RequestFunction", "ApprovalFunction", "Revoc
 /// the rules check). The audit shipper also puts lifecycle events on the stack's bus
 /// (`events:PutEvents`, `docs/events.md`). Revocation also runs the sweep (`shared/src/service/sweep.rs`): Scan for
 /// live grants, the IAM reads of eligible roles, ListSchedules, and CreateSchedule with
-/// PassRole to recreate a missing expiry schedule.
+/// PassRole to recreate a missing expiry schedule. The granting functions attach and read
+/// AWS managed policies a role names (`shared/src/service/attachments.rs`,
+/// `shared/src/managed.rs`), the request function counts a role's attached policies for
+/// the quota, and revocation detaches them.
 fn expected_actions(role: &str) -> BTreeSet<&'static str> {
     let table_via_kms = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"];
     let logs = ["logs:CreateLogStream", "logs:PutLogEvents"];
@@ -45,6 +48,10 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "dynamodb:UpdateItem",
             "kms:GenerateMac",
             "iam:PutRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:ListAttachedRolePolicies",
+            "iam:GetPolicy",
+            "iam:GetPolicyVersion",
             "scheduler:CreateSchedule",
             "scheduler:UpdateSchedule",
             "iam:PassRole",
@@ -56,6 +63,9 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "dynamodb:UpdateItem",
             "kms:VerifyMac",
             "iam:PutRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:GetPolicy",
+            "iam:GetPolicyVersion",
             "scheduler:CreateSchedule",
             "iam:PassRole",
             "ses:SendEmail",
@@ -65,6 +75,7 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "dynamodb:PutItem",
             "dynamodb:Scan",
             "iam:DeleteRolePolicy",
+            "iam:DetachRolePolicy",
             "iam:ListRoles",
             "iam:ListRolePolicies",
             "iam:GetRolePolicy",
@@ -89,12 +100,19 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
     own.iter().chain(&table_via_kms).chain(&logs).copied().collect()
 }
 
-/// The only resources an Allow statement may name with a wildcard: the eligible roles, and
-/// the schedules of the stack's own group.
-const ALLOWED_WILDCARD_RESOURCES: [&str; 2] = [
+/// The only resources an Allow statement may name with a wildcard: the eligible roles, the
+/// schedules of the stack's own group, and AWS's own managed policies (read only).
+const ALLOWED_WILDCARD_RESOURCES: [&str; 3] = [
     "arn:${AWS::Partition}:iam::${AWS::AccountId}:role${EligibleRolePath}*",
     "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ScheduleGroup}/*",
+    AWS_MANAGED_POLICIES,
 ];
+
+/// Every AWS managed policy: the only policies pim may attach, detach or read.
+const AWS_MANAGED_POLICIES: &str = "arn:${AWS::Partition}:iam::aws:policy/*";
+
+/// The only actions that may act on [`AWS_MANAGED_POLICIES`] as their resource.
+const MANAGED_POLICY_READS: [&str; 2] = ["iam:GetPolicy", "iam:GetPolicyVersion"];
 
 /// The only statements that may name every resource (`"*"`), each alone in its statement:
 /// actions that support no resource-level permission (the IAM service authorization
@@ -107,9 +125,9 @@ fn forbidden(action: &str) -> bool {
     let lower = action.to_ascii_lowercase();
     lower.contains('*')
         || lower.starts_with("iam:create")
-        || lower.starts_with("iam:attach")
+        || (lower.starts_with("iam:attach") && lower != "iam:attachrolepolicy")
         || lower.starts_with("iam:update")
-        || lower.ends_with("policyversion")
+        || (lower.ends_with("policyversion") && lower != "iam:getpolicyversion")
         || lower.ends_with("permissionsboundary")
         || lower.starts_with("organizations:")
         || lower.starts_with("cloudformation:")
@@ -266,7 +284,12 @@ fn no_wildcard_resources(template: &Value) -> Findings {
                 && statement.resources.len() == 1
                 && statement.actions.len() == 1
                 && ALLOWED_ANY_RESOURCE.contains(&(statement.role.as_str(), &statement.actions[0]));
-            let allowed = unscopable || ALLOWED_WILDCARD_RESOURCES.contains(&resource.as_str());
+            let reads_managed = resource == AWS_MANAGED_POLICIES
+                && statement.actions.iter().all(|a| MANAGED_POLICY_READS.contains(&a.as_str()));
+            let allowed = unscopable
+                || (resource != AWS_MANAGED_POLICIES
+                    && ALLOWED_WILDCARD_RESOURCES.contains(&resource.as_str()))
+                || reads_managed;
             if resource.contains('*') && !allowed {
                 findings.push(format!("{}: {:?} on {resource}", statement.role, statement.actions));
             }
@@ -275,8 +298,9 @@ fn no_wildcard_resources(template: &Value) -> Findings {
     findings
 }
 
-/// Role creation, attachment, policy versions, boundaries, Organizations, the stack itself
-/// and role assumption are allowed to no one.
+/// Role creation, attaching policies to users or groups, changing policy versions, boundaries,
+/// Organizations, the stack itself and role assumption are allowed to no one. (Attaching to
+/// roles is held by [`role_policy_rights_are_split_and_bounded`].)
 fn no_forbidden_actions(template: &Value) -> Findings {
     all_statements(template)
         .iter()
@@ -294,14 +318,19 @@ fn no_forbidden_actions(template: &Value) -> Findings {
 }
 
 /// Only the granting functions (approval, and request for what the policy approves by
-/// itself) write role policies and only revocation deletes them; all only on roles under
-/// the eligible path that carry the required boundary, and each denied the stack's own.
+/// itself) write role policies and attach managed policies, and only revocation deletes and
+/// detaches them; all only on roles under the eligible path that carry the required
+/// boundary, each denied the stack's own, and attachments only of AWS managed policies.
 fn role_policy_rights_are_split_and_bounded(template: &Value) -> Findings {
     let mut findings = Findings::new();
     let writers: &[&str] = &["RequestRole", "ApprovalRole"];
-    for (action, owners) in
-        [("iam:PutRolePolicy", writers), ("iam:DeleteRolePolicy", &["RevocationRole"])]
-    {
+    let rights: [(&str, &[&str]); 4] = [
+        ("iam:PutRolePolicy", writers),
+        ("iam:DeleteRolePolicy", &["RevocationRole"]),
+        ("iam:AttachRolePolicy", writers),
+        ("iam:DetachRolePolicy", &["RevocationRole"]),
+    ];
+    for (action, owners) in rights {
         let holding: Vec<Statement> = all_statements(template)
             .into_iter()
             .filter(|statement| statement.actions.iter().any(|a| a == action))
@@ -326,6 +355,11 @@ fn role_policy_rights_are_split_and_bounded(template: &Value) -> Findings {
                 condition_value(&statement.condition, "StringEquals", "iam:PermissionsBoundary");
             if boundary != ["Ref:PermissionsBoundaryArn"] {
                 findings.push(format!("{action} does not require the permissions boundary"));
+            }
+            let attaching = action.ends_with("tachRolePolicy");
+            let policies = condition_value(&statement.condition, "ArnLike", "iam:PolicyARN");
+            if attaching && policies != [AWS_MANAGED_POLICIES] {
+                findings.push(format!("{action} is not limited to AWS managed policies"));
             }
         }
         for owner in owners.iter().filter(|owner| !denied_on_system_roles.contains(**owner)) {
@@ -1066,6 +1100,42 @@ fn each_rule_catches_its_breach() {
                 !texts(&s["Action"]).contains(&"iam:PutRolePolicy".to_string())
                     || s["Effect"].as_str() == Some("Allow")
             });
+        }),
+        ("approval may detach", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "ApprovalRole", "iam:AttachRolePolicy");
+            statement["Action"] = yaml("[iam:AttachRolePolicy, iam:DetachRolePolicy]");
+        }),
+        ("revocation may attach", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "ApprovalRole", "iam:AttachRolePolicy").clone();
+            statements_mut(t, "RevocationRole").push(statement);
+        }),
+        ("any policy may be attached", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "ApprovalRole", "iam:AttachRolePolicy");
+            statement["Condition"].as_mapping_mut().unwrap().remove("ArnLike");
+        }),
+        ("customer policies may be detached", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "RevocationRole", "iam:DetachRolePolicy");
+            statement["Condition"]["ArnLike"]["iam:PolicyARN"] =
+                yaml("!Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*");
+        }),
+        ("attach without the boundary", "role policy rights are split and bounded", |t| {
+            let statement = statement_mut(t, "RequestRole", "iam:AttachRolePolicy");
+            statement["Condition"].as_mapping_mut().unwrap().remove("StringEquals");
+        }),
+        ("attach to pim's own roles", "role policy rights are split and bounded", |t| {
+            statements_mut(t, "ApprovalRole").retain(|s| {
+                !texts(&s["Action"]).contains(&"iam:AttachRolePolicy".to_string())
+                    || s["Effect"].as_str() == Some("Allow")
+            });
+        }),
+        ("a user may get policies attached", "no forbidden actions", |t| {
+            let s =
+                "{Effect: Allow, Action: iam:AttachUserPolicy, Resource: arn:aws:iam::1:user/x}";
+            add_statement(t, "ApprovalRole", s);
+        }),
+        ("managed policies are written, not read", "no wildcard resources", |t| {
+            let statement = statement_mut(t, "ApprovalRole", "iam:GetPolicy");
+            statement["Action"] = yaml("[iam:GetPolicy, iam:GetPolicyVersion, iam:TagPolicy]");
         }),
         ("the boundary condition is gone", "role policy rights are split and bounded", |t| {
             let statement = statement_mut(t, "RevocationRole", "iam:DeleteRolePolicy");

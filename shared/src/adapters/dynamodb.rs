@@ -11,6 +11,7 @@
 //! | shipping cursor | `AUDIT#SHIPPED` | `CURSOR` | `sequence` shipped so far |
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
 //! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
+//! | attachment | `ATTACH#<role name>` | `<policy ARN>` | `doc` JSON and `version`: who holds a managed policy pim attached |
 //! | MFA enrolment | `MFA#<person>` | `MFA` | `secret` (KMS ciphertext), `mfa_state`, `created_at`, `last_step` |
 //!
 //! [`RequestStore::live_grants`] is a paginated, strongly consistent `Scan` filtered on
@@ -37,7 +38,7 @@ use crate::audit::chain::{self, ChainHead};
 use crate::error::{PimError, Result};
 use crate::mfa::{Enrollment, EnrollmentState};
 use crate::model::{AccessRequest, RequestState};
-use crate::ports::{AuditChain, MfaStore, RequestStore};
+use crate::ports::{Attachment, AttachmentLedger, AuditChain, MfaStore, RequestStore};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -655,6 +656,45 @@ impl MfaStore for DynamoRequestStore {
                 Ok(false)
             }
             Err(err) => Err(aws_error("dynamodb:UpdateItem", err)),
+        }
+    }
+}
+
+#[async_trait]
+impl AttachmentLedger for DynamoRequestStore {
+    async fn load_attachment(
+        &self,
+        role_name: &str,
+        policy_arn: &str,
+    ) -> Result<Option<Attachment>> {
+        let item = self.get(&format!("ATTACH#{role_name}"), policy_arn).await?;
+        item.as_ref().map(decode).transpose()
+    }
+
+    async fn save_attachment(&self, next: &Attachment) -> Result<()> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ATTACH#{}", next.role_name)))
+            .item("sk", s(&next.policy_arn))
+            .item("doc", s(serde_json::to_string(next).expect("attachment serializes")))
+            .item("version", n(next.version));
+        put = if next.version <= 1 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(next.version - 1))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if super::error_code(&err) == Some("ConditionalCheckFailedException") => {
+                Err(PimError::conflict(
+                    "attachment_changed",
+                    "the attachment changed while this action was in progress",
+                ))
+            }
+            Err(err) => Err(aws_error("dynamodb:PutItem", err)),
         }
     }
 }

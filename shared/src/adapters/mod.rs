@@ -24,7 +24,7 @@ pub use cloudwatch_logs::CloudWatchAuditSink;
 pub use dynamodb::DynamoRequestStore;
 #[cfg(feature = "events")]
 pub use eventbridge::EventBridgePublisher;
-pub use iam::IamInlinePolicyBinder;
+pub use iam::{IamInlinePolicyBinder, IamManagedPolicySource};
 pub use kms::{KmsCheckpointSigner, KmsLinkSigner, KmsSecretKeeper};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;

@@ -31,6 +31,54 @@ const FORBIDDEN_ACTIONS: &[&str] = &[
     "organizations:LeaveOrganization",
 ];
 
+/// The forbidden action an action pattern would grant, if any: the same refusal for inline
+/// statements and for managed policies read from IAM.
+pub fn forbidden_action(action: &str) -> Option<&'static str> {
+    FORBIDDEN_ACTIONS.iter().find(|forbidden| glob_matches(action, forbidden)).copied()
+}
+
+/// The forbidden action an Allow with `NotAction` would grant: one its patterns leave out.
+pub fn forbidden_despite(not_actions: &[String]) -> Option<&'static str> {
+    FORBIDDEN_ACTIONS
+        .iter()
+        .find(|forbidden| !not_actions.iter().any(|pattern| glob_matches(pattern, forbidden)))
+        .copied()
+}
+
+/// The protected resource pattern that `resource` reaches through one of `actions` (whose
+/// service matches the pattern's), if any.
+pub fn protected_reached<'a>(
+    actions: &[String],
+    resource: &str,
+    protected: &'a [String],
+) -> Option<&'a String> {
+    protected.iter().find(|pattern| {
+        let service = pattern.split(':').nth(2).unwrap_or("");
+        let action_reaches =
+            actions.iter().any(|a| glob_matches(a.split(':').next().unwrap_or(""), service));
+        action_reaches && (glob_matches(resource, pattern) || glob_matches(pattern, resource))
+    })
+}
+
+/// Whether `arn` names a managed policy: AWS's (`arn:aws:iam::aws:policy/…`) or an
+/// account's own (`arn:aws:iam::<account>:policy/…`).
+pub fn is_managed_policy_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(owner), Some(name)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let owner_ok =
+        owner == "aws" || (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = name.strip_prefix("policy/").is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.ends_with('/')
+            && rest.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_/-".contains(c))
+    });
+    partition.starts_with("aws") && owner_ok && name_ok
+}
+
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -195,6 +243,9 @@ impl Checker {
         let settings = &document.settings;
         let pending_lifetime_secs =
             self.duration(&settings.pending_lifetime, "settings.pending_lifetime");
+        if settings.managed_policy_quota == 0 {
+            self.error("settings.managed_policy_quota", "IAM lets every role have at least one");
+        }
         let time_zone = self.time_zone(&settings.time_zone, "settings.time_zone");
         let (people, person_by_principal) = self.people(&document.people);
         self.groups(&document.groups);
@@ -210,13 +261,7 @@ impl Checker {
                 );
             }
             let before = self.error_count();
-            let role = self.role(
-                raw,
-                &path,
-                time_zone,
-                pending_lifetime_secs,
-                &settings.protected_resources,
-            );
+            let role = self.role(raw, &path, time_zone, pending_lifetime_secs, settings);
             if self.error_count() == before {
                 roles.push(role);
             }
@@ -226,6 +271,8 @@ impl Checker {
         Catalog {
             pending_lifetime_secs,
             time_zone,
+            protected_resources: settings.protected_resources.clone(),
+            managed_policy_quota: settings.managed_policy_quota,
             people,
             roles,
             person_by_principal,
@@ -384,8 +431,9 @@ impl Checker {
         path: &str,
         zone: Tz,
         default_pending: u64,
-        protected: &[String],
+        settings: &super::document::Settings,
     ) -> CatalogRole {
+        let protected = &settings.protected_resources;
         let valid_name = !raw.name.is_empty()
             && raw.name.len() <= 64
             && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
@@ -409,6 +457,7 @@ impl Checker {
             );
         }
         self.statements(raw, path, protected);
+        self.managed_policies(raw, path, settings.managed_policy_quota);
 
         let requesters = self.subjects(&raw.requesters, &format!("{path}.requesters"), true);
         if requesters.is_empty() {
@@ -438,6 +487,8 @@ impl Checker {
             name: raw.name.clone(),
             description: raw.description.clone(),
             statements: raw.statements.clone(),
+            managed_policies: raw.managed_policies.clone(),
+            attached_policies: raw.attached_policies.clone(),
             default_secs,
             max_secs,
             tags: raw.tags.clone(),
@@ -454,7 +505,9 @@ impl Checker {
                 starts_at: start,
                 ends_at: start + chrono::Duration::seconds(max_secs as i64),
             };
-            if let Err(err) = render_grant_policy(&role, window) {
+            // Managed policies to render are read from IAM at request time; offline, only the
+            // inline statements can be measured.
+            if let Err(err) = render_grant_policy(&role, window, &[]) {
                 self.error(format!("{path}.statements"), err.to_string());
             }
         }
@@ -462,7 +515,10 @@ impl Checker {
     }
 
     fn statements(&mut self, raw: &RoleDoc, path: &str, protected: &[String]) {
-        if raw.statements.is_empty() {
+        let grants_nothing = raw.statements.is_empty()
+            && raw.managed_policies.is_empty()
+            && raw.attached_policies.is_empty();
+        if grants_nothing {
             self.error(format!("{path}.statements"), "the role grants nothing");
         }
         for (index, statement) in raw.statements.iter().enumerate() {
@@ -471,7 +527,7 @@ impl Checker {
                 self.error(&here, "actions and resources must both be listed");
             }
             for (n, action) in statement.actions.iter().enumerate() {
-                if let Some(hit) = FORBIDDEN_ACTIONS.iter().find(|f| glob_matches(action, f)) {
+                if let Some(hit) = forbidden_action(action) {
                     self.error(
                         format!("{here}.actions[{n}]"),
                         format!("'{action}' would grant {hit}"),
@@ -479,22 +535,50 @@ impl Checker {
                 }
             }
             for (n, resource) in statement.resources.iter().enumerate() {
-                let touched = protected.iter().find(|pattern| {
-                    let service = pattern.split(':').nth(2).unwrap_or("");
-                    let action_reaches = statement
-                        .actions
-                        .iter()
-                        .any(|a| glob_matches(a.split(':').next().unwrap_or(""), service));
-                    action_reaches
-                        && (glob_matches(resource, pattern) || glob_matches(pattern, resource))
-                });
-                if let Some(pattern) = touched {
+                if let Some(pattern) = protected_reached(&statement.actions, resource, protected) {
                     self.error(
                         format!("{here}.resources[{n}]"),
                         format!("'{resource}' reaches pim's own resources ({pattern})"),
                     );
                 }
             }
+        }
+    }
+
+    /// Managed policy ARNs: well formed, each named once, and the attached ones within the
+    /// role's quota. Their documents live in IAM, which this check does not read.
+    fn managed_policies(&mut self, raw: &RoleDoc, path: &str, quota: u32) {
+        let mut seen = HashSet::new();
+        let lists = [
+            ("managed_policies", &raw.managed_policies),
+            ("attached_policies", &raw.attached_policies),
+        ];
+        for (field, arns) in lists {
+            for (n, arn) in arns.iter().enumerate() {
+                let here = format!("{path}.{field}[{n}]");
+                if !is_managed_policy_arn(arn) {
+                    self.error(&here, format!("'{arn}' is not a managed policy ARN"));
+                } else if !seen.insert(arn.as_str()) {
+                    self.error(&here, format!("'{arn}' is named twice"));
+                }
+            }
+        }
+        if raw.attached_policies.len() > quota as usize {
+            self.error(
+                format!("{path}.attached_policies"),
+                format!(
+                    "{} policies exceed the quota of {quota} attached to one role",
+                    raw.attached_policies.len()
+                ),
+            );
+        }
+        if !raw.attached_policies.is_empty() {
+            self.warn(
+                format!("{path}.attached_policies"),
+                "attached policies cannot expire by themselves in IAM: access lasts until pim \
+                 detaches them at the grant's end (or the sweep does), and pim's own \
+                 resources are kept out only by the permissions boundary",
+            );
         }
     }
 
@@ -909,7 +993,7 @@ roles:
             }
             let start = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
             let window = GrantWindow { starts_at: start, ends_at: start + chrono::Duration::hours(1) };
-            let document: serde_json::Value = serde_json::from_str(&render_grant_policy(role, window).unwrap()).unwrap();
+            let document: serde_json::Value = serde_json::from_str(&render_grant_policy(role, window, &[]).unwrap()).unwrap();
             for statement in document["Statement"].as_array().unwrap() {
                 proptest::prop_assert!(statement["Condition"]["DateGreaterThan"]["aws:CurrentTime"].is_string());
                 proptest::prop_assert!(statement["Condition"]["DateLessThan"]["aws:CurrentTime"].is_string());
@@ -926,5 +1010,45 @@ roles:
             "{:?}",
             errors(&huge)
         );
+    }
+
+    #[test]
+    fn managed_policy_arns_are_told_apart_from_everything_else() {
+        let cases = [
+            ("arn:aws:iam::aws:policy/SecurityAudit", true),
+            ("arn:aws:iam::aws:policy/job-function/ViewOnlyAccess", true),
+            ("arn:aws-us-gov:iam::aws:policy/ReadOnlyAccess", true),
+            ("arn:aws:iam::123456789012:policy/team/reader", true),
+            ("arn:aws:iam::aws:role/SecurityAudit", false),
+            ("arn:aws:iam::aws:policy/", false),
+            ("arn:aws:iam::aws:policy/trailing/", false),
+            ("arn:aws:iam::12345:policy/short-account", false),
+            ("arn:aws:s3:::aws:policy/x", false),
+            ("arn:aws:iam:us-east-1:aws:policy/x", false),
+            ("arn:aws:iam::aws:policy/has space", false),
+            ("SecurityAudit", false),
+        ];
+        for (arn, expected) in cases {
+            assert_eq!(is_managed_policy_arn(arn), expected, "{arn}");
+        }
+    }
+
+    #[test]
+    fn a_role_may_grant_through_managed_policies_alone() {
+        let managed = BASE.replacen(
+            "statements: [{actions: ['s3:GetObject'], resources: ['arn:aws:s3:::bucket/*']}]",
+            "attached_policies: [arn:aws:iam::aws:policy/SecurityAudit]",
+            1,
+        );
+        assert_ne!(managed, BASE, "the base document has the statement replaced");
+        let report = check_document(&managed);
+        assert!(!report.has_errors(), "{:?}", report.problems);
+        let role = &report.catalog.unwrap().roles[0];
+        assert!(!role.renders_inline());
+        assert_eq!(role.attached_policies, ["arn:aws:iam::aws:policy/SecurityAudit"]);
+        let warned = report.problems.iter().any(|p| {
+            p.severity == Severity::Warning && p.message.contains("cannot expire by themselves")
+        });
+        assert!(warned, "{:?}", report.problems);
     }
 }

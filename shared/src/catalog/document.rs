@@ -39,6 +39,10 @@ pub struct Settings {
     /// Resource patterns of pim itself; no role may grant access to them.
     #[serde(default = "default_protected_resources")]
     pub protected_resources: Vec<String>,
+    /// How many managed policies IAM lets one role have attached (IAM's default is 10; an
+    /// account with a raised quota says so here). Checked before a grant is approved.
+    #[serde(default = "default_managed_policy_quota")]
+    pub managed_policy_quota: u32,
 }
 
 impl Default for Settings {
@@ -47,12 +51,17 @@ impl Default for Settings {
             pending_lifetime: default_pending_lifetime(),
             time_zone: default_time_zone(),
             protected_resources: default_protected_resources(),
+            managed_policy_quota: default_managed_policy_quota(),
         }
     }
 }
 
 fn default_pending_lifetime() -> String {
     "PT24H".into()
+}
+
+fn default_managed_policy_quota() -> u32 {
+    10
 }
 
 fn default_time_zone() -> String {
@@ -97,7 +106,16 @@ pub struct RoleDoc {
     /// What it is for.
     pub description: String,
     /// Inline Allow statements granted.
+    #[serde(default)]
     pub statements: Vec<StatementDoc>,
+    /// Managed policy ARNs whose default version is read from IAM and rendered into the
+    /// grant's inline policy, every Allow statement with the grant's time conditions.
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    /// Managed policy ARNs attached to the role as they are for the grant and detached at its
+    /// end; such access cannot expire by itself in IAM.
+    #[serde(default)]
+    pub attached_policies: Vec<String>,
     /// Duration when a request names none.
     pub default_duration: String,
     /// Longest duration a request may ask for.

@@ -89,7 +89,7 @@ pub fn explain(
         starts_at: at,
         ends_at: at + chrono::Duration::seconds(duration_secs as i64),
     };
-    explanation.policy = render_grant_policy(role, window).ok().map(|json| {
+    explanation.policy = render_grant_policy(role, window, &[]).ok().map(|json| {
         let value: serde_json::Value =
             serde_json::from_str(&json).expect("rendered policy is JSON");
         serde_json::to_string_pretty(&value).expect("JSON prints")

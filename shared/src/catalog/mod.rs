@@ -59,8 +59,12 @@ pub struct CatalogRole {
     pub name: String,
     /// What the role is for, shown to approvers.
     pub description: String,
-    /// The permissions a grant of this role carries.
+    /// The inline statements a grant of this role carries.
     pub statements: Vec<Statement>,
+    /// Managed policies rendered into the grant's inline policy, time-bounded.
+    pub managed_policies: Vec<String>,
+    /// Managed policies attached to the role as they are while a grant lasts.
+    pub attached_policies: Vec<String>,
     /// The duration when the request names none, in seconds.
     pub default_secs: u64,
     /// The longest duration a request may ask for, in seconds.
@@ -97,6 +101,12 @@ pub struct ApprovalPlan {
 }
 
 impl CatalogRole {
+    /// Whether a grant of this role writes an inline policy (it has statements of its own or
+    /// managed policies to render); a role that only attaches managed policies writes none.
+    pub fn renders_inline(&self) -> bool {
+        !self.statements.is_empty() || !self.managed_policies.is_empty()
+    }
+
     /// Whether `person` (authenticated as `principal`) may request this role at `at`, or the
     /// refusal that says why. The deny list always wins.
     pub fn eligibility(
@@ -184,6 +194,10 @@ pub struct Catalog {
     pub pending_lifetime_secs: u64,
     /// The zone of time windows and of local times in mail.
     pub time_zone: Tz,
+    /// Resource patterns of pim itself, which no grant may reach.
+    pub protected_resources: Vec<String>,
+    /// How many managed policies one role may have attached.
+    pub managed_policy_quota: u32,
     people: Vec<Person>,
     roles: Vec<CatalogRole>,
     person_by_principal: HashMap<Principal, usize>,

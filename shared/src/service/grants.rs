@@ -13,6 +13,12 @@
 //! counts the failure in a metric and returns a retryable error, so the scheduler delivers
 //! again (its retry policy, then its dead-letter queue) and the next sweep removes the
 //! policy whatever happens to the delivery.
+//!
+//! A role's managed policies to render are read from IAM (once per process) and checked
+//! again here, since the document may have changed since the request; a refusal fails the
+//! grant before anything is written. Managed policies attached as they are come last: each
+//! is held and attached through [`super::attachments`] after the inline policy is written,
+//! and released at expiry after the inline policy is removed, whatever the request's state.
 
 use super::Pim;
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
@@ -56,13 +62,27 @@ impl Pim {
                 .fail_grant(approved, "the role left the catalog before access was granted", None)
                 .await;
         };
-        let document = match render_grant_policy(role, grant.window()) {
-            Ok(document) => document,
+        let managed = match self
+            .managed
+            .checked(&role.managed_policies, &self.catalog.protected_resources)
+            .await
+        {
+            Ok(managed) => managed,
             Err(err) => {
-                return self
-                    .fail_grant(approved, "the grant policy could not be rendered", Some(err))
-                    .await;
+                let reason = "the managed policies to render could not be read or were refused";
+                return self.fail_grant(approved, reason, Some(err)).await;
             }
+        };
+        let document = match role.renders_inline() {
+            false => None,
+            true => match render_grant_policy(role, grant.window(), &managed) {
+                Ok(document) => Some(document),
+                Err(err) => {
+                    return self
+                        .fail_grant(approved, "the grant policy could not be rendered", Some(err))
+                        .await;
+                }
+            },
         };
 
         let event = ExpiryEvent::for_grant(&approved.id, &grant);
@@ -73,8 +93,9 @@ impl Pim {
                 .fail_grant(approved, "the expiry schedule could not be created", Some(err))
                 .await;
         }
-        if let Err(err) =
-            self.binder.put_grant_policy(&role_name, &grant.policy_name(), &document).await
+        if let Some(document) = &document
+            && let Err(err) =
+                self.binder.put_grant_policy(&role_name, &grant.policy_name(), document).await
         {
             // The write may have landed even though its reply was lost: clean up either way.
             self.request_cleanup(&approved.id, &grant).await;
@@ -82,9 +103,21 @@ impl Pim {
                 .fail_grant(approved, "the grant policy could not be written", Some(err))
                 .await;
         }
+        for policy_arn in &role.attached_policies {
+            if let Err(err) = self.hold_attachment(&role_name, policy_arn, &grant.id).await {
+                // Revocation releases whatever this grant already holds.
+                self.request_cleanup(&approved.id, &grant).await;
+                let reason = format!("the managed policy {policy_arn} could not be attached");
+                return self.fail_grant(approved, &reason, Some(err)).await;
+            }
+        }
 
         let now = self.clock.now();
-        let active = approved.activate(now)?;
+        let mut active = approved.activate(now)?;
+        if let Some(held) = active.grant.as_mut() {
+            held.inline_policy = document.is_some();
+            held.attached_policies = role.attached_policies.clone();
+        }
         let record = AuditRecord::new(
             AuditAction::GrantActivated,
             Outcome::Success,
@@ -97,7 +130,10 @@ impl Pim {
         .with("role_arn", active.target_role_arn.clone())
         .with("starts_at", iam_time(grant.starts_at))
         .with("ends_at", iam_time(grant.ends_at))
-        .with("schedule_name", grant.schedule_name());
+        .with("schedule_name", grant.schedule_name())
+        .with("inline_policy", document.is_some())
+        .with("managed_policies", managed_versions(&managed))
+        .with("attached_policies", role.attached_policies.clone());
         if let Err(err) = self.store.commit_transition(&active, &record, None).await {
             // A lost reply or a retried write that found its own first attempt looks like a
             // failure or a conflict: only the stored request tells whether ours landed.
@@ -164,6 +200,13 @@ impl Pim {
                     return Err(err);
                 }
             };
+            let released = match self.release_grant_attachments(&request, &grant).await {
+                Ok(released) => released,
+                Err(err) => {
+                    self.record_revocation_failure(&request, &err, source).await;
+                    return Err(err);
+                }
+            };
             if !matches!(request.state, RequestState::Active | RequestState::Approved) {
                 if removal == Removal::Deleted {
                     tracing::warn!(request_id = %request.id, grant_id = %grant.id, state = request.state.as_str(),
@@ -187,6 +230,10 @@ impl Pim {
             .with("policy_was_present", removal == Removal::Deleted)
             .with("ends_at", iam_time(grant.ends_at))
             .with("cleanup_lag_secs", lag);
+            let record = match released.is_empty() {
+                true => record,
+                false => record.with("attachments", serde_json::Value::Object(released)),
+            };
             match self.store.commit_transition(&expired, &record, None).await {
                 Ok(()) => {
                     self.observe(names::REVOCATION_LAG, lag.max(0) as f64, Unit::Seconds);
@@ -199,6 +246,35 @@ impl Pim {
             }
         }
         Err(PimError::conflict("stale_request", "the request kept changing during expiry; retry"))
+    }
+
+    /// Gives up the grant's holds on attached managed policies: those it recorded at
+    /// activation, and those its role names now (an activation that failed half-way recorded
+    /// none). Returns, per policy, what became of it.
+    pub(crate) async fn release_grant_attachments(
+        &self,
+        request: &AccessRequest,
+        grant: &Grant,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut arns = grant.attached_policies.clone();
+        if let Some(role) = self.catalog.role(&request.role) {
+            arns.extend(role.attached_policies.iter().cloned());
+        }
+        arns.sort();
+        arns.dedup();
+        let role_name = role_name_of(&request.target_role_arn);
+        let mut released = serde_json::Map::new();
+        for arn in arns {
+            let leaving = [grant.id.clone()];
+            let outcome =
+                self.release_attachment(role_name, &arn, &leaving, &grant.id, None).await?;
+            if outcome != super::attachments::Released::NotHeld
+                || grant.attached_policies.contains(&arn)
+            {
+                released.insert(arn, outcome.as_str().into());
+            }
+        }
+        Ok(released)
     }
 
     /// Removes a grant policy, retrying what a retry can fix within [`Pim::backoff`].
@@ -270,7 +346,7 @@ impl Pim {
         Err(PimError::GrantFailed { reason: reason.into(), source: cause.map(Box::new) })
     }
 
-    /// Asks revocation to remove a grant's policy within about a minute, through a one-time
+    /// Asks revocation to remove a grant's policy (and release its attachments) within about a minute, through a one-time
     /// cleanup schedule. If even that fails, the policy's own time condition still ends the
     /// access, and the failure is logged for a human.
     pub(crate) async fn request_cleanup(&self, request_id: &str, grant: &Grant) {
@@ -281,4 +357,9 @@ impl Pim {
             tracing::error!(grant_id = %grant.id, error = ?err, "cleanup of the grant policy could not be scheduled");
         }
     }
+}
+
+/// `arn@version` of each rendered managed policy, for the activation's record.
+fn managed_versions(managed: &[std::sync::Arc<crate::managed::ManagedPolicy>]) -> Vec<String> {
+    managed.iter().map(|policy| format!("{}@{}", policy.arn, policy.version)).collect()
 }

@@ -24,7 +24,6 @@ use crate::duration::{DurationInput, format_iso};
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
 use crate::model::{AccessRequest, ExpiryEvent, RequestState, request_id_of_grant};
-use crate::ports::Removal;
 use crate::render::{iam_time, render_grant_policy};
 use chrono::Duration;
 use serde::Deserialize;
@@ -100,8 +99,12 @@ impl Pim {
             "grant revoked");
 
         let role_name = role_name_of(&next.target_role_arn);
-        match self.remove_grant_policy(role_name, &grant.policy_name()).await {
-            Ok(Removal::Deleted | Removal::AlreadyGone) => {
+        let removed = async {
+            self.remove_grant_policy(role_name, &grant.policy_name()).await?;
+            self.release_grant_attachments(&next, &grant).await
+        };
+        match removed.await {
+            Ok(_) => {
                 if let Err(err) = self.scheduler.cancel_expiry(&grant.schedule_name()).await {
                     // It fires once at the end and finds nothing to do.
                     tracing::warn!(grant_id = %grant.id, error = ?err, "expiry schedule not cancelled");
@@ -160,7 +163,16 @@ impl Pim {
             Err(refusal) => return Err(self.refuse_change(actor, subject, refusal).await),
         };
         let grant = next.grant.clone().expect("an extended request has a grant");
-        let document = render_grant_policy(role, grant.window())?;
+        let document = match role.renders_inline() {
+            true => {
+                let managed = self
+                    .managed
+                    .checked(&role.managed_policies, &self.catalog.protected_resources)
+                    .await?;
+                Some(render_grant_policy(role, grant.window(), &managed)?)
+            }
+            false => None,
+        };
         let previous_end = request.grant.as_ref().map(|g| g.ends_at).unwrap_or(grant.ends_at);
         let mut record =
             AuditRecord::new(AuditAction::GrantExtended, Outcome::Success, actor, Source::Api, now)
@@ -180,7 +192,12 @@ impl Pim {
         let role_name = role_name_of(&next.target_role_arn);
         let applied = async {
             self.scheduler.reschedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await?;
-            self.binder.put_grant_policy(role_name, &grant.policy_name(), &document).await
+            match &document {
+                Some(document) => {
+                    self.binder.put_grant_policy(role_name, &grant.policy_name(), document).await
+                }
+                None => Ok(()),
+            }
         };
         if let Err(err) = applied.await {
             tracing::error!(request_id = %next.id, grant_id = %grant.id, error = ?err,

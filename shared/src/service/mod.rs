@@ -8,6 +8,7 @@
 //! - [`holders`]: after activation: relinquish, revoke (administrators), extend.
 //! - [`timers`]: a pending request's reminder and deadline.
 //! - [`mfa`]: enrol a one-time code app, and check the codes policy asks for.
+//! - [`attachments`]: managed policies attached as they are, reference-counted per role.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
@@ -16,6 +17,7 @@
 //! them has committed, and each is safe to repeat.
 
 pub mod approvals;
+pub mod attachments;
 pub mod grants;
 pub mod holders;
 pub mod mfa;
@@ -28,7 +30,7 @@ pub mod timers;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
-    KmsLinkSigner, KmsSecretKeeper, SesMailer,
+    IamManagedPolicySource, KmsLinkSigner, KmsSecretKeeper, SesMailer,
 };
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::backoff::Backoff;
@@ -36,9 +38,11 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::PimError;
+use crate::managed::ManagedPolicies;
 use crate::metrics::{EmfStdout, Metric, MetricSink, Unit};
 use crate::ports::{
-    ExpiryScheduler, LinkSigner, Mailer, MfaStore, PolicyBinder, RequestStore, SecretKeeper,
+    AttachmentLedger, ExpiryScheduler, LinkSigner, Mailer, MfaStore, PolicyBinder, RequestStore,
+    SecretKeeper,
 };
 use std::sync::Arc;
 
@@ -59,8 +63,12 @@ pub struct Pim {
     pub catalog: Arc<Catalog>,
     /// Requests, audit records, consumed links.
     pub store: Arc<dyn RequestStore>,
-    /// Grant policies on IAM roles.
+    /// Grant policies on IAM roles, and managed policies attached to them.
     pub binder: Arc<dyn PolicyBinder>,
+    /// Managed policy documents, read from IAM on first use.
+    pub managed: Arc<ManagedPolicies>,
+    /// Who holds each managed policy pim attached.
+    pub ledger: Arc<dyn AttachmentLedger>,
     /// Expiry schedules.
     pub scheduler: Arc<dyn ExpiryScheduler>,
     /// Outgoing mail.
@@ -115,14 +123,19 @@ impl Pim {
         clients: &AwsClients,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let store = Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table));
         Self {
             catalog: Arc::new(catalog),
-            store: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            store: store.clone(),
             mfa: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
             secrets: settings.mfa_key_id.as_ref().map(|key| {
                 Arc::new(KmsSecretKeeper::new(clients.kms.clone(), key)) as Arc<dyn SecretKeeper>
             }),
             binder: Arc::new(IamInlinePolicyBinder::new(clients.iam.clone())),
+            managed: Arc::new(ManagedPolicies::new(Arc::new(IamManagedPolicySource::new(
+                clients.iam.clone(),
+            )))),
+            ledger: store,
             scheduler: Arc::new(EventBridgeExpiryScheduler::new(
                 clients.scheduler.clone(),
                 &settings.schedule_group,

@@ -74,10 +74,18 @@ impl Pim {
             return Err(self.refuse_request(actor, subject, refusal).await);
         }
 
-        // The grant must fit IAM's size limit before anyone is asked to approve it.
+        // The grant must fit IAM's size limit and the role's managed-policy quota, and its
+        // managed policies must pass the same refusals as inline statements, before anyone
+        // is asked to approve it.
         let sample =
             GrantWindow { starts_at: now, ends_at: now + Duration::seconds(duration_secs as i64) };
-        render_grant_policy(role, sample)?;
+        match self.check_grant_fits(role, person, sample).await {
+            Ok(()) => {}
+            Err(refusal) if refusal.is_refusal() => {
+                return Err(self.refuse_request(actor, subject, refusal).await);
+            }
+            Err(fault) => return Err(fault),
+        }
 
         // The second factor comes last, so a code is spent only on a request that passes.
         let mfa = match (role.constraints.requester_mfa, input.oidc_mfa) {
@@ -232,6 +240,45 @@ impl Pim {
             quorum: 0,
             approver_mfa: false,
         })
+    }
+
+    /// Whether a grant of `role` for `window` can be put in place on the person's role: its
+    /// managed policies exist and may be granted, the inline policy fits IAM's size limit,
+    /// and the policies to attach fit the role's managed-policy quota beside those attached
+    /// now (counted from IAM, so attachments made outside pim count too).
+    async fn check_grant_fits(
+        &self,
+        role: &CatalogRole,
+        person: &Person,
+        window: GrantWindow,
+    ) -> Result<()> {
+        let managed =
+            self.managed.checked(&role.managed_policies, &self.catalog.protected_resources).await?;
+        if role.renders_inline() {
+            render_grant_policy(role, window, &managed)?;
+        }
+        if role.attached_policies.is_empty() {
+            return Ok(());
+        }
+        let attached = self.binder.attached_policies(person.role_name()).await?;
+        let mut after: std::collections::HashSet<&str> =
+            attached.iter().map(String::as_str).collect();
+        after.extend(role.attached_policies.iter().map(String::as_str));
+        let quota = self.catalog.managed_policy_quota as usize;
+        if after.len() > quota {
+            return Err(PimError::refused(
+                "managed_policy_quota",
+                format!(
+                    "{} has {} managed policies attached; {} would need {}, over the quota of \
+                     {quota}",
+                    person.role_name(),
+                    attached.len(),
+                    role.name,
+                    after.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a request that would give the person more concurrent grants of the role than

@@ -3,9 +3,19 @@
 //!
 //! One pass, in this order:
 //!
-//! 1. List the eligible roles (IAM path [`Pim::eligible_role_path`]) with their policies.
+//! 1. List the eligible roles (IAM path [`Pim::eligible_role_path`]) with their policies,
+//!    and read the ledger's item of every managed policy attached to them.
 //! 2. Read every live grant (approved or active) from the store.
 //! 3. List the expiry schedules.
+//!
+//! Attached managed policies are looked at first: they cannot expire by themselves in IAM.
+//! One that pim attached (its ledger item says so) but that no live grant holds is detached
+//! through the reference count's own release ([`super::attachments`]), conditioned on the
+//! ledger item being unchanged since step 1; holders whose grant has ended are dropped. The
+//! order makes this safe: a grant holds an attachment only once it is approved, so a holder
+//! read in step 1 whose grant is live is in step 2's read, and a hold written after step 1
+//! changes the item, which the conditional release then refuses. An attached policy pim
+//! never attached (no ledger item, or one pim has detached since) is standing access.
 //!
 //! The order is what makes removing an orphan safe: a grant's policy is written only after
 //! its approval committed, so any policy seen in step 1 whose grant is live is in step 2's
@@ -22,8 +32,8 @@
 //!   the request with `sweep.drift_found` (the sweep cannot write policies: only the
 //!   approval function may);
 //! - an active grant without its expiry schedule gets it back (`sweep.schedule_recreated`);
-//! - every other policy on an eligible role (inline, or a managed policy attached) is
-//!   standing access pim did not write: it is recorded once (`sweep.standing_access_found`),
+//! - every other policy on an eligible role (inline, or a managed policy attached that pim
+//!   did not attach) is standing access pim did not write: it is recorded once (`sweep.standing_access_found`),
 //!   counted in a metric on every pass, and never touched.
 //!
 //! A second pass over an unchanged world changes nothing: ended grants are no longer live,
@@ -43,10 +53,11 @@ use crate::catalog::role_name_of;
 use crate::error::Result;
 use crate::metrics::{Unit, names};
 use crate::model::{AccessRequest, ExpiryEvent, RequestState};
-use crate::ports::{Removal, RolePolicies};
+use crate::ports::{Attachment, Removal, RolePolicies};
 use crate::service::ExpiryOutcome;
+use crate::service::attachments::Released;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Every grant policy's name starts with this; nothing else pim writes does.
 pub const GRANT_POLICY_PREFIX: &str = "pim-grant-";
@@ -54,6 +65,8 @@ pub const GRANT_POLICY_PREFIX: &str = "pim-grant-";
 /// What one pass did. Entries name a grant id, or `role/policy` for policies.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
+    /// Managed policies pim attached that no live grant held, detached (`role/arn`).
+    pub attachments_detached: Vec<String>,
     /// Live grants past their end that the pass ended.
     pub overdue_ended: Vec<String>,
     /// Grant policies with no live grant, removed.
@@ -74,6 +87,7 @@ impl SweepReport {
     /// Whether the pass changed nothing and found nothing new.
     pub fn changed_nothing(&self) -> bool {
         self.overdue_ended.is_empty()
+            && self.attachments_detached.is_empty()
             && self.orphans_removed.is_empty()
             && self.missing_policies.is_empty()
             && self.schedules_recreated.is_empty()
@@ -87,10 +101,30 @@ impl Pim {
     /// failures on single items are in the report.
     pub async fn sweep(&self) -> Result<SweepReport> {
         let roles = self.binder.eligible_roles(&self.eligible_role_path).await?;
+        let mut ledger = HashMap::new();
+        for role in &roles {
+            for arn in &role.attached {
+                let item = self.ledger.load_attachment(&role.role_name, arn).await?;
+                ledger.insert((role.role_name.clone(), arn.clone()), item);
+            }
+        }
         let live = self.store.live_grants().await?;
         let schedules = self.scheduler.scheduled_names().await?;
         let now = self.clock.now();
         let mut report = SweepReport::default();
+
+        let live_ids: HashSet<&str> =
+            live.iter().filter_map(|r| r.grant.as_ref()).map(|g| g.id.as_str()).collect();
+        for role in &roles {
+            for arn in &role.attached {
+                match ledger.remove(&(role.role_name.clone(), arn.clone())).flatten() {
+                    Some(item) if item.attached || !item.holders.is_empty() => {
+                        self.reconcile_attachment(role, item, &live_ids, &mut report).await;
+                    }
+                    _ => self.report_standing(role, "managed", arn, &mut report).await,
+                }
+            }
+        }
 
         let (overdue, current): (Vec<_>, Vec<_>) = live
             .iter()
@@ -119,6 +153,7 @@ impl Pim {
         self.observe_sweep(&report);
         tracing::info!(
             overdue = report.overdue_ended.len(),
+            detached = report.attachments_detached.len(),
             orphans = report.orphans_removed.len(),
             missing = report.missing_policies.len(),
             recreated = report.schedules_recreated.len(),
@@ -154,8 +189,49 @@ impl Pim {
                 self.remove_orphan(role, policy, report).await;
             }
         }
-        for arn in &role.attached {
-            self.report_standing(role, "managed", arn, report).await;
+    }
+
+    /// Drops holders of a pim attachment whose grants ended, and detaches the policy when no
+    /// live grant holds it, only if the ledger item is as read before the live grants.
+    async fn reconcile_attachment(
+        &self,
+        role: &RolePolicies,
+        item: Attachment,
+        live: &HashSet<&str>,
+        report: &mut SweepReport,
+    ) {
+        let ended: Vec<String> =
+            item.holders.iter().filter(|h| !live.contains(h.as_str())).cloned().collect();
+        let held = item.holders.len() > ended.len();
+        if held && ended.is_empty() {
+            return;
+        }
+        let label = format!("{}/{}", role.role_name, item.policy_arn);
+        let released = self
+            .release_attachment(
+                &role.role_name,
+                &item.policy_arn,
+                &ended,
+                "sweep",
+                Some(item.version),
+            )
+            .await;
+        match released {
+            Ok(Released::Detached(_)) => {}
+            Ok(_) | Err(crate::PimError::Conflict { code: "attachment_changed", .. }) => return,
+            Err(err) => return report.failures.push(format!("detaching {label}: {err}")),
+        }
+        tracing::warn!(role = %role.role_name, policy_arn = %item.policy_arn, ended = ?ended,
+            "detached a managed policy no live grant holds");
+        report.attachments_detached.push(label.clone());
+        let record = self
+            .sweep_record(AuditAction::SweepAttachmentDetached, Outcome::Success)
+            .with("role_arn", role.role_arn.clone())
+            .with("policy_arn", item.policy_arn.clone())
+            .with("ended_holders", ended);
+        let key = format!("DETACHED#{}#{}#{}", role.role_name, item.policy_arn, item.version);
+        if let Err(err) = self.store.record_finding(&key, &record).await {
+            report.failures.push(format!("recording the detachment of {label}: {err}"));
         }
     }
 
@@ -245,6 +321,9 @@ impl Pim {
         }
         let role_name = role_name_of(&request.target_role_arn);
         let policy = grant.policy_name();
+        if !grant.inline_policy {
+            return unchanged;
+        }
         let listed = roles.iter().any(|r| r.role_name == role_name && r.inline.contains(&policy));
         if listed {
             return unchanged;
@@ -324,6 +403,7 @@ impl Pim {
     fn observe_sweep(&self, report: &SweepReport) {
         let count = |items: &[String]| items.len() as f64;
         self.observe(names::OVERDUE_GRANTS, count(&report.overdue_ended), Unit::Count);
+        self.observe(names::ATTACHMENTS_DETACHED, count(&report.attachments_detached), Unit::Count);
         self.observe(names::ORPHANS_REMOVED, count(&report.orphans_removed), Unit::Count);
         self.observe(names::MISSING_POLICIES, count(&report.missing_policies), Unit::Count);
         self.observe(names::SCHEDULES_RECREATED, count(&report.schedules_recreated), Unit::Count);

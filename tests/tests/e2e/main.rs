@@ -7,6 +7,7 @@ mod events;
 mod holders;
 mod lifecycle;
 mod links;
+mod managed;
 mod mfa;
 mod policy;
 mod races;

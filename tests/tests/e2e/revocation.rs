@@ -453,6 +453,8 @@ async fn the_sweep_pages_through_many_roles_and_grants_and_rides_out_throttling(
                 id: format!("grant-seeded-{n:02}"),
                 starts_at: now,
                 ends_at: now + Duration::hours(1),
+                inline_policy: true,
+                attached_policies: vec![],
             }),
             ..template.clone()
         };
