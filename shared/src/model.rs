@@ -254,15 +254,20 @@ pub enum RequestTimer {
         /// The pending request.
         request_id: String,
     },
+    /// The holder's grant ends soon: they are warned by mail.
+    GrantEndingSoon {
+        /// The request whose grant ends.
+        request_id: String,
+    },
 }
 
 impl RequestTimer {
     /// The request the timer is about.
     pub fn request_id(&self) -> &str {
         match self {
-            Self::ApprovalReminder { request_id } | Self::RequestExpiry { request_id } => {
-                request_id
-            }
+            Self::ApprovalReminder { request_id }
+            | Self::RequestExpiry { request_id }
+            | Self::GrantEndingSoon { request_id } => request_id,
         }
     }
 
@@ -271,6 +276,7 @@ impl RequestTimer {
         match self {
             Self::ApprovalReminder { request_id } => format!("pim-remind-{request_id}"),
             Self::RequestExpiry { request_id } => format!("pim-deadline-{request_id}"),
+            Self::GrantEndingSoon { request_id } => format!("pim-warn-{request_id}"),
         }
     }
 }

@@ -30,7 +30,8 @@ pub async fn handle_event(pim: &Pim, event: Value) -> Result<Value, PimError> {
     if is_sweep {
         return sweep(pim).await;
     }
-    if matches!(event["kind"].as_str(), Some("approval_reminder" | "request_expiry")) {
+    let timers = ["approval_reminder", "request_expiry", "grant_ending_soon"];
+    if event["kind"].as_str().is_some_and(|kind| timers.contains(&kind)) {
         let timer: RequestTimer = serde_json::from_value(event).map_err(|err| {
             PimError::invalid("unknown_event", format!("not a request timer: {err}"))
         })?;

@@ -148,6 +148,7 @@ impl Pim {
         tracing::info!(request_id = %active.id, grant_id = %grant.id, role = %role_name,
             expires_at = %iam_time(grant.ends_at), "grant active");
         self.tell_requester(&active).await;
+        self.start_grant_warning(&active).await;
         Ok(active)
     }
 

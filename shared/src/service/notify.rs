@@ -96,6 +96,23 @@ impl Pim {
         self.send_to_requester(request, &mail).await;
     }
 
+    /// Warns the holder that their grant ends soon.
+    pub(crate) async fn tell_ending_soon(&self, request: &AccessRequest) {
+        let Some(requester) = self.catalog.person(&request.requester) else { return };
+        let Some(grant) = &request.grant else { return };
+        let mut facts = self.request_facts(request);
+        facts.push(("Access ends at", self.when(grant.ends_at)));
+        let intro = format!("Your grant of {} ends soon.", request.role);
+        let note = "Ask for more time with POST /grants/{id}/extend where the policy allows it. Times are UTC, with the policy's time zone beside them.";
+        let mail = Mail {
+            to: requester.email.clone(),
+            subject: format!("[pim] {} ends at {}", request.role, iam_time(grant.ends_at)),
+            text: text_body(&intro, &facts, None, note),
+            html: html_body(&intro, &facts, None, note),
+        };
+        self.send_to_requester(request, &mail).await;
+    }
+
     async fn send_to_requester(&self, request: &AccessRequest, mail: &Mail) {
         if let Err(err) = self.mailer.send(mail).await {
             tracing::error!(request_id = %request.id, error = ?err, "outcome mail not sent");

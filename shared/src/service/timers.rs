@@ -1,6 +1,7 @@
-//! A pending request's own clock: approvers who have not decided are reminded once, halfway
-//! through their time, and a request still pending at its deadline expires and its
-//! requester is told.
+//! A request's own clock: approvers who have not decided are reminded once, halfway
+//! through their time; a request still pending at its deadline expires and its requester
+//! is told; and the holder of a grant of at least [`WARN_GRANTS_FROM_SECS`] is warned
+//! [`WARN_BEFORE_SECS`] before it ends.
 //!
 //! One timer is set when a request is stored: the reminder. When it fires it reminds, then
 //! sets the second, the deadline. A request decided before the reminder therefore costs one
@@ -13,6 +14,12 @@ use crate::error::{PimError, Result};
 use crate::model::{AccessRequest, RequestState, RequestTimer};
 use chrono::Duration;
 
+/// How long before a grant's end its holder is warned.
+pub const WARN_BEFORE_SECS: i64 = 10 * 60;
+
+/// Grants shorter than this get no warning: the activation mail says when they end.
+pub const WARN_GRANTS_FROM_SECS: i64 = 30 * 60;
+
 /// What a timer delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerOutcome {
@@ -23,6 +30,8 @@ pub enum TimerOutcome {
     },
     /// The request was not decided in time and expired.
     Expired,
+    /// The holder was warned that their grant ends soon.
+    Warned,
     /// The request is no longer pending, or the work was done before; nothing changed.
     Nothing(RequestState),
 }
@@ -42,12 +51,29 @@ impl Pim {
         }
     }
 
-    /// Handles one delivery of a pending request's timer.
+    /// Sets the warning timer of a grant long enough to have one. A failure is logged: the
+    /// activation mail already says when access ends.
+    pub(crate) async fn start_grant_warning(&self, active: &AccessRequest) {
+        let Some(grant) = &active.grant else { return };
+        if (grant.ends_at - grant.starts_at).num_seconds() < WARN_GRANTS_FROM_SECS {
+            return;
+        }
+        let timer = RequestTimer::GrantEndingSoon { request_id: active.id.clone() };
+        let at = grant.ends_at - Duration::seconds(WARN_BEFORE_SECS);
+        if let Err(err) = self.scheduler.schedule_timer(&timer.schedule_name(), at, &timer).await {
+            tracing::warn!(request_id = %active.id, error = ?err, "grant warning timer not set");
+        }
+    }
+
+    /// Handles one delivery of a request's timer.
     pub async fn handle_timer(&self, timer: &RequestTimer) -> Result<TimerOutcome> {
         let Some(request) = self.store.load_request(timer.request_id()).await? else {
             tracing::warn!(request_id = timer.request_id(), "timer for an unknown request");
             return Ok(TimerOutcome::Nothing(RequestState::Cancelled));
         };
+        if let RequestTimer::GrantEndingSoon { .. } = timer {
+            return Ok(self.warn_holder(&request).await);
+        }
         if request.state != RequestState::Pending {
             return Ok(TimerOutcome::Nothing(request.state));
         }
@@ -58,6 +84,7 @@ impl Pim {
         match timer {
             RequestTimer::ApprovalReminder { .. } => self.remind(&request).await,
             // Delivered early: an error, so the scheduler delivers it again.
+            RequestTimer::GrantEndingSoon { .. } => Ok(TimerOutcome::Nothing(request.state)),
             RequestTimer::RequestExpiry { .. } => Err(PimError::aws(
                 "scheduler",
                 true,
@@ -112,6 +139,21 @@ impl Pim {
         self.set_deadline(&reminded, &deadline).await?;
         tracing::info!(request_id = %reminded.id, reminded = waiting.len(), "approvers reminded");
         Ok(TimerOutcome::Reminded { approvers: waiting })
+    }
+
+    /// Mails the holder of a grant still active and ending within the warning time (an
+    /// extended grant ends later: the extension mail said when).
+    async fn warn_holder(&self, request: &AccessRequest) -> TimerOutcome {
+        let now = self.clock.now();
+        let ending_soon = request.grant.as_ref().is_some_and(|grant| {
+            let left = (grant.ends_at - now).num_seconds();
+            (0..=WARN_BEFORE_SECS + 60).contains(&left)
+        });
+        if request.state != RequestState::Active || !ending_soon {
+            return TimerOutcome::Nothing(request.state);
+        }
+        self.tell_ending_soon(request).await;
+        TimerOutcome::Warned
     }
 
     async fn set_deadline(&self, request: &AccessRequest, deadline: &RequestTimer) -> Result<()> {

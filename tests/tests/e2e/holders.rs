@@ -255,3 +255,26 @@ async fn mail_shows_the_request_and_its_times_in_utc_and_the_policys_zone() {
     assert!(mail.body.contains("&lt;b&gt;logs&lt;/b&gt;"), "user text is escaped in HTML");
     assert!(!mail.body.contains("<b>logs</b>"));
 }
+
+#[tokio::test]
+async fn the_holder_is_warned_ten_minutes_before_the_end_of_a_long_enough_grant() {
+    let stack = TestStack::start().await;
+    let (id, _, ends_at) = active_readonly(&stack).await;
+    let warning = format!("pim-warn-{id}");
+    assert_eq!(schedule_at(&stack, &warning).await, Some(ends_at - Duration::minutes(10)));
+
+    stack.clock.set(ends_at - Duration::minutes(10));
+    let delivered = json!({ "kind": "grant_ending_soon", "request_id": id });
+    let answer = pim_revocation::handle_event(&stack.pim, delivered.clone()).await.unwrap();
+    assert_eq!(answer["outcome"], "Warned");
+    let mail = stack.all_mail_to("alice@example.com", &id).await;
+    let warned = mail.iter().find(|m| m.subject.contains("ends at")).expect("warned");
+    assert!(warned.body.contains(&pim::render::iam_time(ends_at)), "{}", warned.body);
+
+    // Once the grant is over (or far from its end), a delivery warns nobody.
+    stack.clock.set(ends_at + Duration::minutes(1));
+    let answer = pim_revocation::handle_event(&stack.pim, delivered).await.unwrap();
+    assert_eq!(answer["outcome"], "Nothing(Active)");
+    let after = stack.all_mail_to("alice@example.com", &id).await;
+    assert_eq!(after.iter().filter(|m| m.subject.contains("ends at")).count(), 1);
+}

@@ -137,3 +137,59 @@ async fn approve_racing_deny_ends_in_exactly_one_decision() {
         }
     }
 }
+
+/// Two of three must approve: after the first approval, the second (the quorum's last) and
+/// a third approver's deny race. Exactly one outcome, repeated; a deny that wins leaves no
+/// policy, an approval that wins leaves the deny refused.
+#[tokio::test]
+async fn the_last_approval_of_a_quorum_racing_a_deny_ends_in_exactly_one_outcome() {
+    let shorthand = "    approvers: [bob, carol]\n";
+    let policy = pim_local::provision::EXAMPLE_POLICY.replace(
+        shorthand,
+        "    approval: [{name: two-of-three, approvers: [bob, carol, erin], quorum: 2}]\n",
+    );
+    let stack = TestStack::with_policy(&policy).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let id = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
+        let first = stack.press(&stack.link_for("bob@example.com", &id).await, "approve").await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        let carol = stack.link_for("carol@example.com", &id).await;
+        let erin = stack.link_for("erin@example.com", &id).await;
+        let (carol_cookie, approve) = page_form(&stack, &carol, "approve").await;
+        let (erin_cookie, deny) = page_form(&stack, &erin, "deny").await;
+        let (approved, denied) = tokio::join!(
+            stack.post_form(&carol, &carol_cookie, &approve),
+            stack.post_form(&erin, &erin_cookie, &deny)
+        );
+        let winners = [approved.status, denied.status].iter().filter(|s| **s == 200).count();
+        assert_eq!(winners, 1, "{} / {}", approved.text, denied.text);
+
+        let shown = stack.show(people::ALICE, &id).await.json();
+        let terminal = shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "request.approved" || r["action"] == "request.denied")
+            .count();
+        assert_eq!(terminal, 1, "one terminal decision");
+        let state = shown["state"].as_str().unwrap().to_string();
+        match state.as_str() {
+            "denied" => {
+                assert_eq!(denied.status, 200);
+                assert!(shown["grant"].is_null());
+            }
+            "active" => {
+                assert_eq!(approved.status, 200);
+                let policy = format!("pim-{}", shown["grant"]["id"].as_str().unwrap());
+                assert!(stack.role_policies("alice-workload").await.contains_key(&policy));
+            }
+            other => panic!("unexpected state {other}"),
+        }
+        outcomes.push(state);
+    }
+    // One policy per request that ended active, none for the denied ones.
+    let policies = stack.role_policies("alice-workload").await;
+    let active = outcomes.iter().filter(|s| *s == "active").count();
+    assert_eq!(policies.len(), active, "{outcomes:?}");
+}

@@ -139,13 +139,17 @@ async fn lost_replies_on_every_write_converge_without_duplicates_or_orphans() {
     proxy.lose_reply("iam", "PutRolePolicy", 1);
     proxy.lose_reply_after("dynamodb", "TransactWriteItems", 2, 1);
     let granted = grant(&stack, "PT1H").await;
-    assert_eq!(proxy.count("scheduler", "CreateSchedule"), 3, "the lost reply was retried");
+    // Reminder, expiry (its lost reply retried), and the holder's warning before the end.
+    assert_eq!(proxy.count("scheduler", "CreateSchedule"), 4, "the lost reply was retried");
     assert_eq!(proxy.count("iam", "PutRolePolicy"), 2);
 
     let snapshot = stack.snapshot().await;
     assert_eq!(snapshot.policies["alice-workload"], [granted.policy()], "one policy");
     let reminder = format!("pim-remind-{}", granted.id);
-    assert_eq!(snapshot.schedules, [granted.schedule(), reminder], "one expiry, no cleanup");
+    let warning = format!("pim-warn-{}", granted.id);
+    let mut schedules = snapshot.schedules.clone();
+    schedules.sort();
+    assert_eq!(schedules, [granted.schedule(), reminder, warning], "no cleanup");
     let activated = actions(&shown(&stack, &granted.id).await);
     assert_eq!(activated, ["request.created", "request.approved", "grant.activated"]);
 
