@@ -56,6 +56,9 @@ fn options() -> Result<Options, Failure> {
                 println!(
                     "usage: scripts/local [--port N] [--auto-approve] [--exit] [--no-walkthrough]"
                 );
+                println!(
+                    "       pim-local provision --emulator URL --policy FILE --public-url URL"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other}; see --help").into()),
