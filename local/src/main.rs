@@ -8,6 +8,11 @@
 //!                     itself, instead of waiting for you to do it in a browser
 //!   --exit            stop after the walkthrough instead of serving until Ctrl-C
 //!   --no-walkthrough  only serve the stack
+//!
+//! `pim-local provision --emulator URL --policy FILE --public-url URL` only creates the
+//! stack's resources in an emulator that is already running, for the policy document at
+//! FILE, and prints the functions' environment variables as one JSON object (what
+//! `bench/run` starts the release binaries with).
 
 use aws_config::{BehaviorVersion, Region};
 use pim::adapters::AwsClients;
@@ -19,7 +24,7 @@ use pim_local::firer::fire_due;
 use pim_local::gateway::{self, CALLER_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
-    EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
+    EXAMPLE_POLICY, StackNames, function_environment, provision, provision_audit, requester_roles,
 };
 use pim_local::subscriber::delivered_events;
 use serde_json::Value;
@@ -55,6 +60,9 @@ fn options() -> Result<Options, Failure> {
                 println!(
                     "usage: scripts/local [--port N] [--auto-approve] [--exit] [--no-walkthrough]"
                 );
+                println!(
+                    "       pim-local provision --emulator URL --policy FILE --public-url URL"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other}; see --help").into()),
@@ -72,6 +80,9 @@ async fn main() {
 }
 
 async fn run() -> Result<(), Failure> {
+    if std::env::args().nth(1).as_deref() == Some("provision") {
+        return provision_only(std::env::args().skip(2).collect()).await;
+    }
     let options = options()?;
     let root = repository_root();
     let state = root.join(".local-state");
@@ -145,6 +156,44 @@ async fn run() -> Result<(), Failure> {
     );
     tokio::signal::ctrl_c().await?;
     drop(emulator);
+    Ok(())
+}
+
+/// Provisions an emulator that is already running and prints the environment variables of
+/// the functions (the request, approval and revocation ones, and the audit shipper's).
+async fn provision_only(args: Vec<String>) -> Result<(), Failure> {
+    let value = |flag: &str| -> Result<String, Failure> {
+        let at = args.iter().position(|arg| arg == flag);
+        let value = at.and_then(|at| args.get(at + 1));
+        value.cloned().ok_or_else(|| format!("provision needs {flag} VALUE").into())
+    };
+    let (emulator_url, policy_file) = (value("--emulator")?, value("--policy")?);
+    let catalog = Catalog::from_file(&policy_file)?;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&emulator_url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "pim-local",
+        ))
+        .load()
+        .await;
+    let clients = AwsClients::new(&config);
+    let names = StackNames {
+        table: "pim-local".into(),
+        schedule_group: "pim-local-expiry".into(),
+        sender: "pim@example.com".into(),
+        public_url: value("--public-url")?,
+        policy_file: policy_file.clone(),
+        account: "123456789012".into(),
+    };
+    let settings = provision(&clients, &catalog, &names).await?;
+    let audit = provision_audit(&clients, &settings.table, "pim-local-audit").await?;
+    let env = function_environment(&settings, &audit);
+    println!("{}", serde_json::to_string(&env)?);
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use pim::adapters::AwsClients;
 use pim::catalog::Catalog;
 use pim::config::{AuditSettings, Settings};
 use serde_yaml::Value;
+use std::collections::BTreeMap;
 
 /// The template, compiled in so the stack always matches the repository's.
 pub const TEMPLATE: &str = include_str!("../../infra/template.yaml");
@@ -121,6 +122,30 @@ pub async fn provision(
         schedule_dlq_arn: format!("arn:aws:sqs:us-east-1:{}:pim-schedule-dlq", names.account),
         mfa_key_id: Some(mfa_key_id),
     })
+}
+
+/// The environment variables the functions read (`pim::config::vars`) for `settings` and
+/// `audit`: the request, approval and revocation functions take the first set, the audit
+/// shipper the second, and both name the table.
+pub fn function_environment(
+    settings: &Settings,
+    audit: &AuditSettings,
+) -> BTreeMap<&'static str, String> {
+    use pim::config::vars;
+    BTreeMap::from([
+        (vars::TABLE, settings.table.clone()),
+        (vars::POLICY_FILE, settings.policy_file.clone()),
+        (vars::LINK_KEY_ID, settings.link_key_id.clone()),
+        (vars::PUBLIC_URL, settings.public_url.clone()),
+        (vars::SENDER, settings.sender.clone()),
+        (vars::SCHEDULE_GROUP, settings.schedule_group.clone()),
+        (vars::REVOCATION_ARN, settings.revocation_arn.clone()),
+        (vars::SCHEDULER_ROLE_ARN, settings.scheduler_role_arn.clone()),
+        (vars::SCHEDULE_DLQ_ARN, settings.schedule_dlq_arn.clone()),
+        (vars::ELIGIBLE_ROLE_PATH, settings.eligible_role_path.clone()),
+        (vars::AUDIT_LOG_GROUP, audit.log_group.clone()),
+        (vars::CHECKPOINT_KEY_ID, audit.checkpoint_key_id.clone()),
+    ])
 }
 
 /// The retention of the audit log group, in days (a value CloudWatch Logs accepts).
@@ -288,6 +313,34 @@ pub fn split_role_arn(arn: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_function_environment_reads_back_as_the_same_settings() {
+        let settings = Settings {
+            table: "table".into(),
+            policy_file: "/var/task/policy.yaml".into(),
+            link_key_id: "arn:aws:kms:us-east-1:123456789012:key/link".into(),
+            public_url: "https://pim.example.com".into(),
+            sender: "pim@example.com".into(),
+            schedule_group: "expiry".into(),
+            revocation_arn: "arn:aws:lambda:us-east-1:123456789012:function:revocation".into(),
+            scheduler_role_arn: "arn:aws:iam::123456789012:role/scheduler".into(),
+            eligible_role_path: "/eligible/".into(),
+            schedule_dlq_arn: "arn:aws:sqs:us-east-1:123456789012:dlq".into(),
+        };
+        let audit = AuditSettings {
+            table: "table".into(),
+            log_group: "audit".into(),
+            checkpoint_key_id: "arn:aws:kms:us-east-1:123456789012:key/checkpoint".into(),
+        };
+        let env = function_environment(&settings, &audit);
+        let lookup = |name: &str| env.get(name).cloned();
+        assert_eq!(Settings::from_lookup(lookup).unwrap(), settings);
+        assert_eq!(AuditSettings::from_lookup(lookup).unwrap(), audit);
+        let names = pim::config::vars::ALL.iter().chain(pim::config::vars::AUDIT);
+        assert!(names.clone().all(|name| env.contains_key(name)));
+        assert_eq!(env.len(), names.collect::<std::collections::HashSet<_>>().len() + 1);
+    }
 
     #[test]
     fn role_arns_split_into_path_and_name() {
