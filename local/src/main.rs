@@ -191,7 +191,10 @@ async fn provision_only(args: Vec<String>) -> Result<(), Failure> {
         account: "123456789012".into(),
     };
     let settings = provision(&clients, &catalog, &names).await?;
-    let audit = provision_audit(&clients, &settings.table, "pim-local-audit").await?;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let audit =
+        provision_audit(&clients, &events, &settings.table, "pim-local-audit", "pim-local-events")
+            .await?;
     let env = function_environment(&settings, &audit);
     println!("{}", serde_json::to_string(&env)?);
     Ok(())

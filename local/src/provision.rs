@@ -132,7 +132,7 @@ pub fn function_environment(
     audit: &AuditSettings,
 ) -> BTreeMap<&'static str, String> {
     use pim::config::vars;
-    BTreeMap::from([
+    let mut env = BTreeMap::from([
         (vars::TABLE, settings.table.clone()),
         (vars::POLICY_FILE, settings.policy_file.clone()),
         (vars::LINK_KEY_ID, settings.link_key_id.clone()),
@@ -145,7 +145,12 @@ pub fn function_environment(
         (vars::ELIGIBLE_ROLE_PATH, settings.eligible_role_path.clone()),
         (vars::AUDIT_LOG_GROUP, audit.log_group.clone()),
         (vars::CHECKPOINT_KEY_ID, audit.checkpoint_key_id.clone()),
-    ])
+        (vars::EVENT_BUS, audit.event_bus.clone()),
+    ]);
+    if let Some(key) = &settings.mfa_key_id {
+        env.insert(vars::MFA_KEY_ID, key.clone());
+    }
+    env
 }
 
 /// The retention of the audit log group, in days (a value CloudWatch Logs accepts).
@@ -327,11 +332,13 @@ mod tests {
             scheduler_role_arn: "arn:aws:iam::123456789012:role/scheduler".into(),
             eligible_role_path: "/eligible/".into(),
             schedule_dlq_arn: "arn:aws:sqs:us-east-1:123456789012:dlq".into(),
+            mfa_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/mfa".into()),
         };
         let audit = AuditSettings {
             table: "table".into(),
             log_group: "audit".into(),
             checkpoint_key_id: "arn:aws:kms:us-east-1:123456789012:key/checkpoint".into(),
+            event_bus: "events".into(),
         };
         let env = function_environment(&settings, &audit);
         let lookup = |name: &str| env.get(name).cloned();
@@ -339,7 +346,8 @@ mod tests {
         assert_eq!(AuditSettings::from_lookup(lookup).unwrap(), audit);
         let names = pim::config::vars::ALL.iter().chain(pim::config::vars::AUDIT);
         assert!(names.clone().all(|name| env.contains_key(name)));
-        assert_eq!(env.len(), names.collect::<std::collections::HashSet<_>>().len() + 1);
+        // Beyond the required ones: the eligible role path and the MFA key.
+        assert_eq!(env.len(), names.collect::<std::collections::HashSet<_>>().len() + 2);
     }
 
     #[test]
