@@ -560,7 +560,8 @@ class Bench:
             check=True, capture_output=True, text=True,
         ).stdout
         provisioned = json.loads(output)
-        shipper_vars = ("PIM_TABLE", "PIM_AUDIT_LOG_GROUP", "PIM_CHECKPOINT_KEY_ID")
+        shipper_vars = ("PIM_TABLE", "PIM_AUDIT_LOG_GROUP", "PIM_CHECKPOINT_KEY_ID",
+                        "PIM_EVENT_BUS")
         api = {k: v for k, v in provisioned.items() if k not in shipper_vars[1:]}
         self.env = {
             "api": api,
@@ -812,7 +813,9 @@ def schedule_payload(bench, request_id):
     for schedule in scheduler.list_schedules(GroupName=group)["Schedules"]:
         found = scheduler.get_schedule(GroupName=group, Name=schedule["Name"])
         payload = json.loads(found["Target"]["Input"])
-        if payload.get("request_id") == request_id:
+        # The request's other timers (reminder, warning) name it too; the expiry is the
+        # grant's.
+        if payload.get("request_id") == request_id and payload.get("kind") == "grant_expiry":
             return payload
     raise RuntimeError(f"no expiry schedule for {request_id}")
 
@@ -894,6 +897,8 @@ def list_active(bench, limit):
     while len(payloads) < limit:
         page = scheduler.list_schedules(GroupName=group, **({"NextToken": token} if token else {}))
         for schedule in page["Schedules"]:
+            if not schedule["Name"].startswith("pim-expire-"):
+                continue  # a request's reminder or a holder's warning
             found = scheduler.get_schedule(GroupName=group, Name=schedule["Name"])
             payloads.append(json.loads(found["Target"]["Input"]))
             if len(payloads) == limit:
