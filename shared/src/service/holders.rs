@@ -146,16 +146,13 @@ impl Pim {
             }
             Err(fault) => return Err(fault),
         };
-        let mfa = match (role.constraints.requester_mfa, input.oidc_mfa) {
-            (false, _) => None,
-            (true, true) => Some("oidc"),
-            (true, false) => match self.check_code(&person.id, input.mfa_code.as_deref()).await {
-                Ok(()) => Some("totp"),
-                Err(err) if err.is_refusal() => {
-                    return Err(self.refuse_change(actor, subject, err).await);
-                }
-                Err(fault) => return Err(fault),
-            },
+        let code = input.mfa_code.as_deref();
+        let mfa = match self.requester_factor(role, &person.id, code, input.oidc_mfa).await {
+            Ok(mfa) => mfa,
+            Err(err) if err.is_refusal() => {
+                return Err(self.refuse_change(actor, subject, err).await);
+            }
+            Err(fault) => return Err(fault),
         };
 
         let next = match request.extend(ends_at, now) {

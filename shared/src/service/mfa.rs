@@ -9,6 +9,7 @@
 
 use super::{Pim, RefusalSubject};
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use crate::catalog::CatalogRole;
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
 use crate::mfa::{self, Enrollment, EnrollmentState, NewSecret};
@@ -125,6 +126,23 @@ impl Pim {
         }
         tracing::info!(person = %person.id, "mfa enrolled");
         Ok(())
+    }
+
+    /// The requester's second factor where `role` asks for one: `None` when it does not,
+    /// else how it was proved (`oidc`: a fresh multi-factor sign-in the authorizer
+    /// asserted; `totp`: a code, checked and spent). A refusal says what is missing.
+    pub(crate) async fn requester_factor(
+        &self,
+        role: &CatalogRole,
+        person: &str,
+        code: Option<&str>,
+        oidc_mfa: bool,
+    ) -> Result<Option<&'static str>> {
+        match (role.constraints.requester_mfa, oidc_mfa) {
+            (false, _) => Ok(None),
+            (true, true) => Ok(Some("oidc")),
+            (true, false) => self.check_code(person, code).await.map(|()| Some("totp")),
+        }
     }
 
     /// Checks `code` against the person's active enrolment and consumes its step: the

@@ -81,34 +81,39 @@ impl Pim {
 
     /// Tells the holder their grant now lasts longer.
     pub(crate) async fn tell_extended(&self, request: &AccessRequest) {
-        let Some(requester) = self.catalog.person(&request.requester) else { return };
         let Some(grant) = &request.grant else { return };
-        let mut facts = self.request_facts(request);
-        facts.push(("Active until", self.when(grant.ends_at)));
         let intro = format!("Your grant of {} was extended.", request.role);
-        let note = "Times are UTC, with the policy's time zone beside them.";
-        let mail = Mail {
-            to: requester.email.clone(),
-            subject: format!("[pim] {} extended until {}", request.role, iam_time(grant.ends_at)),
-            text: text_body(&intro, &facts, None, note),
-            html: html_body(&intro, &facts, None, note),
-        };
-        self.send_to_requester(request, &mail).await;
+        let subject = format!("[pim] {} extended until {}", request.role, iam_time(grant.ends_at));
+        self.tell_holder(request, intro, subject, ("Active until", grant.ends_at), "").await;
     }
 
     /// Warns the holder that their grant ends soon.
     pub(crate) async fn tell_ending_soon(&self, request: &AccessRequest) {
-        let Some(requester) = self.catalog.person(&request.requester) else { return };
         let Some(grant) = &request.grant else { return };
-        let mut facts = self.request_facts(request);
-        facts.push(("Access ends at", self.when(grant.ends_at)));
         let intro = format!("Your grant of {} ends soon.", request.role);
-        let note = "Ask for more time with POST /grants/{id}/extend where the policy allows it. Times are UTC, with the policy's time zone beside them.";
+        let subject = format!("[pim] {} ends at {}", request.role, iam_time(grant.ends_at));
+        let hint = "Ask for more time with POST /grants/{id}/extend where the policy allows it. ";
+        self.tell_holder(request, intro, subject, ("Access ends at", grant.ends_at), hint).await;
+    }
+
+    /// A mail to the holder of a grant: the request's facts and one time.
+    async fn tell_holder(
+        &self,
+        request: &AccessRequest,
+        intro: String,
+        subject: String,
+        (label, at): (&'static str, chrono::DateTime<chrono::Utc>),
+        hint: &str,
+    ) {
+        let Some(requester) = self.catalog.person(&request.requester) else { return };
+        let mut facts = self.request_facts(request);
+        facts.push((label, self.when(at)));
+        let note = format!("{hint}Times are UTC, with the policy's time zone beside them.");
         let mail = Mail {
             to: requester.email.clone(),
-            subject: format!("[pim] {} ends at {}", request.role, iam_time(grant.ends_at)),
-            text: text_body(&intro, &facts, None, note),
-            html: html_body(&intro, &facts, None, note),
+            subject,
+            text: text_body(&intro, &facts, None, &note),
+            html: html_body(&intro, &facts, None, &note),
         };
         self.send_to_requester(request, &mail).await;
     }

@@ -88,16 +88,13 @@ impl Pim {
         }
 
         // The second factor comes last, so a code is spent only on a request that passes.
-        let mfa = match (role.constraints.requester_mfa, input.oidc_mfa) {
-            (false, _) => None,
-            (true, true) => Some("oidc"),
-            (true, false) => match self.check_code(&person.id, input.mfa_code.as_deref()).await {
-                Ok(()) => Some("totp"),
-                Err(err) if err.is_refusal() => {
-                    return Err(self.refuse_request(actor, subject, err).await);
-                }
-                Err(fault) => return Err(fault),
-            },
+        let code = input.mfa_code.as_deref();
+        let mfa = match self.requester_factor(role, &person.id, code, input.oidc_mfa).await {
+            Ok(mfa) => mfa,
+            Err(err) if err.is_refusal() => {
+                return Err(self.refuse_request(actor, subject, err).await);
+            }
+            Err(fault) => return Err(fault),
         };
 
         let approvers: Vec<&Person> =
