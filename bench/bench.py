@@ -574,10 +574,10 @@ class Bench:
 
     def mail_links(self, recipient="approver@example.com"):
         """Every approval link the emulator's mailbox holds for `recipient`, oldest first."""
-        with urllib.request.urlopen(self.endpoint + "/moto-api/data.json") as answer:
+        with urllib.request.urlopen(self.endpoint + "/pim-emulator/mail.json") as answer:
             data = json.load(answer)
         links = []
-        for message in data.get("ses", {}).get("Message", []):
+        for message in data.get("messages", []):
             if recipient not in message.get("destinations", {}).get("ToAddresses", []):
                 continue
             links += re.findall(r'href="' + re.escape(PUBLIC_URL) + r'(/approvals/[^"]+)"',

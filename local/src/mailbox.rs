@@ -1,4 +1,5 @@
-//! The mail the emulator accepted, read back through its `/moto-api/data.json` view.
+//! The mail the emulator accepted, read back through the mailbox view that
+//! `scripts/emulator.py` adds to it (`/pim-emulator/mail.json`: SES's sent messages only).
 //!
 //! The emulator keeps one body per message (the HTML part when there is one), and its
 //! mailbox is shared by every account, so readers match by recipient and content.
@@ -37,7 +38,7 @@ pub async fn sent_mail(
     http: &reqwest::Client,
     emulator_url: &str,
 ) -> Result<Vec<SentMail>, String> {
-    let url = format!("{emulator_url}/moto-api/data.json");
+    let url = format!("{emulator_url}/pim-emulator/mail.json");
     let data: Value = http
         .get(&url)
         .send()
@@ -46,7 +47,7 @@ pub async fn sent_mail(
         .json()
         .await
         .map_err(|err| format!("the emulator's mailbox is not JSON: {err}"))?;
-    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    let messages = data["messages"].as_array().cloned().unwrap_or_default();
     Ok(messages.iter().map(to_mail).collect())
 }
 
