@@ -51,8 +51,34 @@ pub struct Enrollment {
     pub created_at: DateTime<Utc>,
 }
 
+/// A one-time code as typed. Its `Debug` shows no digits, so a request body or form printed
+/// for a diagnosis can never put a code in a log.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct OneTimeCode(String);
+
+impl OneTimeCode {
+    /// The code's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for OneTimeCode {
+    fn from(code: String) -> Self {
+        Self(code)
+    }
+}
+
+impl std::fmt::Debug for OneTimeCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneTimeCode(<redacted>)")
+    }
+}
+
 /// A freshly generated secret: the raw bytes to seal, and what the person's app needs.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows neither.
+#[derive(Clone)]
 pub struct NewSecret {
     /// The secret's bytes.
     pub bytes: Vec<u8>,
@@ -77,6 +103,12 @@ impl NewSecret {
             "otpauth://totp/{label}?secret={}&issuer={ISSUER}&algorithm=SHA1&digits=6&period={STEP_SECS}",
             self.base32
         )
+    }
+}
+
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewSecret(<redacted>)")
     }
 }
 
@@ -201,6 +233,16 @@ mod tests {
         for code in ["", "00592", "0059245", "00592a", "١٢٣٤٥٦", "999999"] {
             assert_eq!(matching_step(RFC_SECRET, code, now), None, "{code}");
         }
+    }
+
+    #[test]
+    fn codes_and_secrets_never_show_in_debug_output() {
+        let code: OneTimeCode = serde_json::from_str("\"287082\"").unwrap();
+        assert_eq!(code.as_str(), "287082");
+        assert!(!format!("{code:?}").contains("287082"));
+        let secret = NewSecret::generate();
+        let shown = format!("{secret:?}");
+        assert!(!shown.contains(&secret.base32) && !shown.contains(&format!("{:?}", secret.bytes)));
     }
 
     #[test]

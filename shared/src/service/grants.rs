@@ -309,7 +309,11 @@ impl Pim {
         let record = AuditRecord::new(
             AuditAction::GrantRevocationFailed,
             Outcome::Failure,
-            Actor::system(if source == Source::Sweep { "sweep" } else { "schedule" }),
+            Actor::system(match source {
+                Source::Sweep => "sweep",
+                Source::Api => "revocation",
+                _ => "schedule",
+            }),
             source,
             now,
         )

@@ -45,7 +45,7 @@ pub struct Extension {
     pub by: DurationInput,
     /// A one-time code, where the role requires MFA of requesters.
     #[serde(default)]
-    pub mfa_code: Option<String>,
+    pub mfa_code: Option<crate::mfa::OneTimeCode>,
     /// Whether the authorizer asserted a fresh multi-factor sign-in; never from the body.
     #[serde(skip)]
     pub oidc_mfa: bool,
@@ -146,7 +146,7 @@ impl Pim {
             }
             Err(fault) => return Err(fault),
         };
-        let code = input.mfa_code.as_deref();
+        let code = input.mfa_code.as_ref().map(crate::mfa::OneTimeCode::as_str);
         let mfa = match self.requester_factor(role, &person.id, code, input.oidc_mfa).await {
             Ok(mfa) => mfa,
             Err(err) if err.is_refusal() => {

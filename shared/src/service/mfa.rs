@@ -12,13 +12,14 @@ use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
 use crate::catalog::CatalogRole;
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
-use crate::mfa::{self, Enrollment, EnrollmentState, NewSecret};
+use crate::mfa::{self, Enrollment, EnrollmentState, NewSecret, OneTimeCode};
 use crate::ports::SecretKeeper;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What a person needs to add the secret to their app. Shown once; never stored in clear.
-#[derive(Debug, Clone, Serialize)]
+/// What a person needs to add the secret to their app. Shown once; never stored in clear,
+/// and its `Debug` shows no secret.
+#[derive(Clone, Serialize)]
 pub struct NewEnrollment {
     /// The `otpauth://` URI (the content of the QR code).
     pub otpauth_uri: String,
@@ -30,12 +31,21 @@ pub struct NewEnrollment {
     pub state: EnrollmentState,
 }
 
+impl std::fmt::Debug for NewEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEnrollment")
+            .field("issued_at", &self.issued_at)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The body of `POST /mfa/enrollment/confirm`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmEnrollment {
     /// The code the app shows now.
-    pub code: String,
+    pub code: OneTimeCode,
 }
 
 /// The encryption context of a person's secret.
@@ -106,7 +116,7 @@ impl Pim {
 
         let now = self.clock.now();
         let secret = keeper.open(&pending.sealed_secret, &context(&person.id)).await?;
-        let Some(step) = mfa::matching_step(&secret, &input.code, now) else {
+        let Some(step) = mfa::matching_step(&secret, input.code.as_str(), now) else {
             return Err(self.refuse_mfa(actor, mfa::code_invalid()).await);
         };
         let confirmed =

@@ -38,7 +38,7 @@ pub struct NewRequest {
     pub break_glass: bool,
     /// A one-time code from the requester's enrolled app, where the role requires MFA.
     #[serde(default)]
-    pub mfa_code: Option<String>,
+    pub mfa_code: Option<crate::mfa::OneTimeCode>,
     /// Whether the authorizer asserted a fresh multi-factor sign-in (OIDC `amr` and
     /// `auth_time`); set from the authenticated context, never from the body.
     #[serde(skip)]
@@ -88,7 +88,7 @@ impl Pim {
         }
 
         // The second factor comes last, so a code is spent only on a request that passes.
-        let code = input.mfa_code.as_deref();
+        let code = input.mfa_code.as_ref().map(crate::mfa::OneTimeCode::as_str);
         let mfa = match self.requester_factor(role, &person.id, code, input.oidc_mfa).await {
             Ok(mfa) => mfa,
             Err(err) if err.is_refusal() => {

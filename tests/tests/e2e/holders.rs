@@ -4,7 +4,6 @@
 //! deadline, delivered the way their schedules deliver them.
 
 use chrono::{DateTime, Duration, Utc};
-use pim::adapters::scheduler::parse_at_expression;
 use pim_tests::{Answer, TestStack, people};
 use serde_json::{Value, json};
 
@@ -33,16 +32,7 @@ async fn active_readonly(stack: &TestStack) -> (String, String, DateTime<Utc>) {
 }
 
 async fn schedule_at(stack: &TestStack, name: &str) -> Option<DateTime<Utc>> {
-    let schedule = stack
-        .clients
-        .scheduler
-        .get_schedule()
-        .group_name(&stack.settings.schedule_group)
-        .name(name)
-        .send()
-        .await
-        .ok()?;
-    schedule.schedule_expression().and_then(parse_at_expression)
+    stack.schedule_time(name).await
 }
 
 #[tokio::test]
@@ -277,4 +267,47 @@ async fn the_holder_is_warned_ten_minutes_before_the_end_of_a_long_enough_grant(
     assert_eq!(answer["outcome"], "Nothing(Active)");
     let after = stack.all_mail_to("alice@example.com", &id).await;
     assert_eq!(after.iter().filter(|m| m.subject.contains("ends at")).count(), 1);
+}
+
+#[tokio::test]
+async fn a_revocation_whose_delete_keeps_failing_says_so_and_the_sweep_removes_the_policy() {
+    let stack = TestStack::through_proxy(aws_smithy_types::retry::RetryConfig::disabled()).await;
+    let (id, grant, _) = active_readonly(&stack).await;
+    stack.proxy().throttle("iam", "DeleteRolePolicy", stack.pim.backoff.attempts);
+
+    let path = format!("/grants/{grant}/revoke");
+    let failed = post(&stack, people::ALICE, &path, json!({})).await;
+    assert_eq!(failed.status, 502, "{}", failed.text);
+    // Recorded as revoked, with the failure after it; the policy (inert at its end) is
+    // still there, and so is the expiry schedule that would remove it.
+    let shown = stack.show(people::ALICE, &id).await.json();
+    assert_eq!(shown["state"], "revoked");
+    assert_eq!(
+        actions(&shown)[actions(&shown).len() - 2..],
+        ["grant.revoked", "grant.revocation_failed"]
+    );
+    let failure = shown["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (failure["source"].as_str(), failure["actor"]["id"].as_str()),
+        (Some("api"), Some("revocation"))
+    );
+    assert_eq!(stack.role_policies("alice-workload").await.len(), 1);
+    assert!(schedule_at(&stack, &format!("pim-expire-{grant}")).await.is_some());
+
+    // The sweep finds a grant policy no live grant accounts for, and removes it.
+    let report = stack.pim.sweep().await.unwrap();
+    assert_eq!(report.orphans_removed, [format!("alice-workload/pim-{grant}")]);
+    assert!(stack.role_policies("alice-workload").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_deadline_delivered_early_is_retried_and_changes_nothing() {
+    let stack = TestStack::start().await;
+    let id = stack.alice_requests_readonly().await["id"].as_str().unwrap().to_string();
+    let before = stack.snapshot().await;
+    let early = json!({ "kind": "request_expiry", "request_id": id });
+    let err = pim_revocation::handle_event(&stack.pim, early).await.unwrap_err();
+    assert!(err.is_retryable(), "the scheduler must deliver it again: {err:?}");
+    assert_eq!(stack.snapshot().await, before);
+    assert_eq!(stack.show(people::ALICE, &id).await.json()["state"], "pending");
 }
