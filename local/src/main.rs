@@ -90,18 +90,7 @@ async fn run() -> Result<(), Failure> {
 
     say("starting the AWS emulator (single-threaded moto)");
     let emulator = Emulator::start(&root, &state.join("emulator.log"))?;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(emulator.url())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "pim-local",
-        ))
-        .load()
-        .await;
+    let config = emulator_config(emulator.url()).await;
     let clients = AwsClients::new(&config);
 
     let listener =
@@ -169,18 +158,7 @@ async fn provision_only(args: Vec<String>) -> Result<(), Failure> {
     };
     let (emulator_url, policy_file) = (value("--emulator")?, value("--policy")?);
     let catalog = Catalog::from_file(&policy_file)?;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&emulator_url)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "pim-local",
-        ))
-        .load()
-        .await;
+    let config = emulator_config(&emulator_url).await;
     let clients = AwsClients::new(&config);
     let names = StackNames {
         table: "pim-local".into(),
@@ -499,4 +477,20 @@ fn say(text: &str) {
 
 fn log(text: &str) {
     println!("    [stack] {text}");
+}
+
+/// The SDK configuration that points every client at the emulator at `url`.
+async fn emulator_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "pim-local",
+        ))
+        .load()
+        .await
 }

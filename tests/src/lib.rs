@@ -482,6 +482,20 @@ impl TestStack {
         found
     }
 
+    /// When the schedule `name` fires, or `None` when there is no such schedule.
+    pub async fn schedule_time(&self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let schedule = self
+            .clients
+            .scheduler
+            .get_schedule()
+            .group_name(&self.settings.schedule_group)
+            .name(name)
+            .send()
+            .await
+            .ok()?;
+        schedule.schedule_expression().and_then(pim::adapters::scheduler::parse_at_expression)
+    }
+
     /// The input of a schedule: the payload the scheduler would deliver to revocation.
     pub async fn schedule_payload(&self, name: &str) -> ExpiryEvent {
         let schedule = self
