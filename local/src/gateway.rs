@@ -1,6 +1,7 @@
 //! A stand-in for API Gateway on loopback. Each HTTP request becomes the same payload
 //! (format 2.0) API Gateway hands a Lambda function, and is answered by the function's own
-//! handler: `/requests…`, `/mfa/…` and `/grants/{id}/extend` by the request function,
+//! handler: `/requests…`, `/mfa/…`, `/grants`, `/grants/{id}/extend`, `/eligibility` and
+//! `/reports` by the request function,
 //! `/grants/{id}/revoke` by the revocation function, `/approvals/…` by the approval
 //! function.
 //!
@@ -81,6 +82,7 @@ async fn answer(
         || path.starts_with("/requests/")
         || path.starts_with("/mfa/")
         || path.starts_with("/grants/")
+        || matches!(path, "/grants" | "/eligibility" | "/reports")
     {
         pim_request::handle(&pim, lambda_request).await
     } else {

@@ -117,6 +117,50 @@ pub fn problem_response(err: &PimError) -> Response<Body> {
     respond(status, PROBLEM_JSON, body.to_string())
 }
 
+/// The query string's parameters, decoded, each at most once and each one of `known`;
+/// anything else (an unknown or repeated parameter, bad encoding, more than 1 KiB) is a
+/// 400 `invalid_query`. A parameter without `=` has the empty value.
+pub fn query_of(request: &Request, known: &[&str]) -> Result<Vec<(String, String)>> {
+    let text = request.uri().query().unwrap_or("");
+    parse_query(text, known)
+}
+
+/// [`query_of`] on the raw query text.
+pub fn parse_query(text: &str, known: &[&str]) -> Result<Vec<(String, String)>> {
+    let invalid = |why: String| PimError::invalid("invalid_query", why);
+    if text.len() > 1024 {
+        return Err(invalid("the query string is longer than 1024 bytes".into()));
+    }
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(&part.replace('+', " "))
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| invalid("the query string is not valid UTF-8".into()))
+        };
+        let (key, value) = (decode(key)?, decode(value)?);
+        let shown: String = key.chars().take(32).flat_map(char::escape_default).collect();
+        if !known.contains(&key.as_str()) {
+            return Err(invalid(format!("unknown query parameter '{shown}'")));
+        }
+        if fields.iter().any(|(k, _)| *k == key) {
+            return Err(invalid(format!("query parameter '{shown}' is given twice")));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(invalid(format!("query parameter '{shown}' has control characters")));
+        }
+        fields.push((key, value));
+    }
+    Ok(fields)
+}
+
+/// A text answer of `media_type` with `status`; never cached.
+pub fn text_response(status: u16, media_type: &'static str, body: String) -> Response<Body> {
+    respond(status, media_type, body)
+}
+
 fn respond(status: u16, media_type: &'static str, body: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() =
@@ -169,6 +213,25 @@ mod tests {
         assert_eq!(json["code"], "not_eligible");
         assert_eq!(json["type"], "urn:pim:problem:not_eligible");
         assert_eq!(json["detail"], "alice may not request r");
+    }
+
+    #[test]
+    fn queries_take_known_parameters_once() {
+        let parsed = parse_query("active&all=true&role=prod%2Dadmin", &["active", "all", "role"]);
+        assert_eq!(
+            parsed.unwrap(),
+            [
+                ("active".to_string(), String::new()),
+                ("all".into(), "true".into()),
+                ("role".into(), "prod-admin".into())
+            ]
+        );
+        for bad in ["role=a&role=b", "other=1", "role=%FF", "role=a%0Ab"] {
+            let err = parse_query(bad, &["role"]).unwrap_err();
+            assert_eq!(err.code(), "invalid_query", "{bad}");
+        }
+        assert!(parse_query(&"a".repeat(1025), &["a"]).is_err());
+        assert!(parse_query("", &[]).unwrap().is_empty());
     }
 
     #[test]

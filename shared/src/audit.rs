@@ -105,6 +105,10 @@ pub enum AuditAction {
     /// An enrolment or its confirmation was refused (already enrolled, wrong code).
     #[serde(rename = "mfa.refused")]
     MfaRefused,
+    /// A read was refused: the grants of others, the report, or someone else's eligibility
+    /// asked for by someone who is not an administrator, or a malformed query.
+    #[serde(rename = "view.refused")]
+    ViewRefused,
 }
 
 /// Whether the action took effect.

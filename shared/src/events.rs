@@ -161,7 +161,8 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         // A person's own enrolment is not a request's lifecycle.
         | AuditAction::MfaEnrollmentStarted
         | AuditAction::MfaEnrolled
-        | AuditAction::MfaRefused => None,
+        | AuditAction::MfaRefused
+        | AuditAction::ViewRefused => None,
     }
 }
 
@@ -266,6 +267,7 @@ mod tests {
         AuditAction::GrantRevoked,
         AuditAction::GrantExtended,
         AuditAction::GrantChangeRefused,
+        AuditAction::ViewRefused,
     ];
 
     #[test]
@@ -304,6 +306,7 @@ mod tests {
             ("grant.revoked", Some("Grant Revoked")),
             ("grant.extended", Some("Grant Extended")),
             ("grant.change_refused", None),
+            ("view.refused", None),
         ];
         let expected: Vec<(String, Option<&str>)> =
             expected.iter().map(|(name, kind)| (name.to_string(), *kind)).collect();

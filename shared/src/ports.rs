@@ -52,6 +52,18 @@ pub trait RequestStore: Send + Sync {
     /// policy removed, standing access seen), once per `key`: `false` if a finding with this
     /// key was recorded before, so repeated sweeps do not repeat themselves.
     async fn record_finding(&self, key: &str, record: &AuditRecord) -> Result<bool>;
+
+    /// Every request of the table, whatever its state, read strongly consistently and paged
+    /// through to the end (the administrators' views and the report).
+    async fn all_requests(&self) -> Result<Vec<AccessRequest>>;
+
+    /// The chain's records whose time lies in `[from, to)`, in chain order (the report's
+    /// refusals and findings).
+    async fn records_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<AuditRecord>>;
 }
 
 /// What became of a policy removal.

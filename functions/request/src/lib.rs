@@ -1,14 +1,20 @@
 //! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
 //! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
 //! break-glass activation), `POST /grants/{id}/extend`, and one-time code enrolment:
-//! `POST /mfa/enrollment` and `POST /mfa/enrollment/confirm`. (`POST /grants/{id}/revoke`
+//! `POST /mfa/enrollment` and `POST /mfa/enrollment/confirm`; and what is visible: `GET
+//! /grants` (live grants), `GET /eligibility` and `GET /reports`. (`POST /grants/{id}/revoke`
 //! goes to the revocation function, the only one that may delete grant policies.) Each route parses, calls one domain operation and maps the
 //! result; the caller is always the authenticated principal from API Gateway.
 
+use chrono::{DateTime, Utc};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use pim::api::{caller_of, json_response, oidc_mfa_of, problem_response, read_json};
-use pim::service::{ConfirmEnrollment, Extension, NewRequest, NewReview, Pim};
+use pim::api::{
+    caller_of, json_response, oidc_mfa_of, problem_response, query_of, read_json, text_response,
+};
+use pim::service::{
+    ConfirmEnrollment, EligibilityQuery, Extension, GrantScope, NewRequest, NewReview, Pim,
+};
 use pim::{PimError, Result};
 use serde_json::json;
 
@@ -68,17 +74,77 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             pim.confirm_mfa_enrollment(&caller_of(request)?, input).await?;
             Ok(json_response(200, &json!({ "state": "active" })))
         }
-        (_, ["requests" | "mfa" | "grants", ..]) => {
+        (&Method::GET, ["grants"]) => {
+            let query = query_of(request, &["active", "all"])?;
+            flag(&query, "active")?;
+            let scope = if flag(&query, "all")? { GrantScope::All } else { GrantScope::Own };
+            let grants = pim.active_grants(&caller_of(request)?, scope).await?;
+            Ok(json_response(200, &json!({ "grants": grants })))
+        }
+        (&Method::GET, ["eligibility"]) => {
+            let query = query_of(request, &["role", "person"])?;
+            let asked = EligibilityQuery {
+                role: value(&query, "role").map(str::to_string),
+                person: value(&query, "person").map(str::to_string),
+            };
+            let eligibility = pim.eligibility(&caller_of(request)?, asked).await?;
+            Ok(json_response(200, &json!({ "eligibility": eligibility })))
+        }
+        (&Method::GET, ["reports"]) => {
+            let query = query_of(request, &["from", "to", "format"])?;
+            let csv = match value(&query, "format") {
+                None | Some("json") => false,
+                Some("csv") => true,
+                Some(_) => {
+                    return Err(PimError::invalid("invalid_query", "format is json or csv"));
+                }
+            };
+            let (from, to) = (time_param(&query, "from")?, time_param(&query, "to")?);
+            let report = pim.report(&caller_of(request)?, from, to).await?;
+            if csv {
+                let body = pim::service::report::to_csv(&report.grants);
+                return Ok(text_response(200, "text/csv; charset=utf-8", body));
+            }
+            Ok(json_response(200, &report))
+        }
+        (_, ["requests" | "mfa" | "grants" | "eligibility" | "reports", ..]) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
     }
 }
 
+/// The value of a query parameter, when given.
+fn value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+/// A flag parameter: absent or `false` is off; present bare, or `true`, is on.
+fn flag(query: &[(String, String)], name: &str) -> Result<bool> {
+    match value(query, name) {
+        None | Some("false") => Ok(false),
+        Some("" | "true") => Ok(true),
+        Some(_) => Err(PimError::invalid("invalid_query", format!("{name} is true or false"))),
+    }
+}
+
+/// A required RFC 3339 time parameter (`2026-12-01T00:00:00Z`).
+fn time_param(query: &[(String, String)], name: &str) -> Result<DateTime<Utc>> {
+    let text = value(query, name).ok_or_else(|| {
+        PimError::invalid("invalid_query", format!("{name} is required (an RFC 3339 time)"))
+    })?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| PimError::invalid("invalid_query", format!("{name} is not an RFC 3339 time")))
+}
+
 /// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.iter().position(|s| matches!(*s, "requests" | "mfa" | "grants")) {
+    match segments
+        .iter()
+        .position(|s| matches!(*s, "requests" | "mfa" | "grants" | "eligibility" | "reports"))
+    {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,
     }

@@ -467,6 +467,51 @@ impl RequestStore for DynamoRequestStore {
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()> {
         self.append(record, |_| Ok(vec![])).await
     }
+
+    async fn all_requests(&self) -> Result<Vec<AccessRequest>> {
+        let items = self
+            .scan_where("sk = :request", HashMap::from([(":request".into(), s("REQUEST"))]))
+            .await?;
+        items.iter().map(decode).collect()
+    }
+
+    async fn records_between(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<AuditRecord>> {
+        // Chain items carry their time as RFC 3339 text, which does not compare as text
+        // across fractional seconds: the scan takes every chain record and the range is
+        // applied to the decoded times.
+        let values = HashMap::from([(":chain".into(), s("AUDIT#CHAIN#"))]);
+        let items = self.scan_where("begins_with(pk, :chain)", values).await?;
+        let mut records: Vec<AuditRecord> = items
+            .iter()
+            .map(decode::<AuditRecord>)
+            .filter(|record| record.as_ref().map_or(true, |r| from <= r.time && r.time < to))
+            .collect::<Result<_>>()?;
+        records.sort_by_key(|record| record.sequence);
+        Ok(records)
+    }
+}
+
+impl DynamoRequestStore {
+    /// Every item matching `filter`, from a paginated, strongly consistent `Scan`.
+    async fn scan_where(&self, filter: &str, values: Item) -> Result<Vec<Item>> {
+        self.client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(filter)
+            .set_expression_attribute_values(Some(values))
+            .consistent_read(true)
+            .set_limit(self.scan_page)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<std::result::Result<_, _>>()
+            .await
+            .map_err(|err| aws_error("dynamodb:Scan", err))
+    }
 }
 
 #[async_trait]

@@ -10,6 +10,8 @@
 //! - [`mfa`]: enrol a one-time code app, and check the codes policy asks for.
 //! - [`attachments`]: managed policies attached as they are, reference-counted per role.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
+//! - [`visibility`]: who holds what now (the active-grants view), and who may request what.
+//! - [`report`]: the auditors' report of grants in a time range, as JSON or CSV.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
 //!
@@ -22,11 +24,13 @@ pub mod grants;
 pub mod holders;
 pub mod mfa;
 pub mod notify;
+pub mod report;
 pub mod requests;
 pub mod reviews;
 pub mod shipping;
 pub mod sweep;
 pub mod timers;
+pub mod visibility;
 
 use crate::adapters::{
     AwsClients, DynamoRequestStore, EventBridgeExpiryScheduler, IamInlinePolicyBinder,
@@ -50,11 +54,13 @@ pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
 pub use holders::{Extension, Revocation};
 pub use mfa::{ConfirmEnrollment, NewEnrollment};
+pub use report::Report;
 pub use requests::{Created, NewRequest};
 pub use reviews::NewReview;
 pub use shipping::{AuditShipper, Shipped};
 pub use sweep::SweepReport;
 pub use timers::TimerOutcome;
+pub use visibility::{EligibilityQuery, GrantScope};
 
 /// The domain with its ports wired; built once per process.
 #[derive(Clone)]

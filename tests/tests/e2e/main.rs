@@ -13,3 +13,4 @@ mod policy;
 mod races;
 mod refusals;
 mod revocation;
+mod visibility;
