@@ -109,6 +109,10 @@ pub enum AuditAction {
     /// asked for by someone who is not an administrator, or a malformed query.
     #[serde(rename = "view.refused")]
     ViewRefused,
+    /// A usage alert: a role activated unusually often by one person, or an eligibility
+    /// unused for long (see `service::alerts`).
+    #[serde(rename = "alert.raised")]
+    AlertRaised,
 }
 
 /// Whether the action took effect.

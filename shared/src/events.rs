@@ -9,9 +9,10 @@
 //! shipper's schedule.
 //!
 //! Which records are events: every transition of a request (a record that moves the
-//! request's version). Refusals change nothing and the sweep's findings about no request
-//! (an orphan policy removed, standing access seen) are not events; both are in the audit
-//! log group, with their metric filters and alarms. [`detail_type_of`] matches every
+//! request's version), and alerts (`alert.raised`, and standing access the sweep found,
+//! both `Access Alert`). Refusals change nothing and the sweep's other findings about no
+//! request (an orphan policy removed, an attachment detached) are not events; both are in
+//! the audit log group, with their metric filters and alarms. [`detail_type_of`] matches every
 //! [`AuditAction`] by name, so a new action cannot be added without deciding.
 //!
 //! The schema is versioned ([`EVENT_SCHEMA`]) and documented in `docs/events.md`. The
@@ -67,6 +68,10 @@ pub mod detail_types {
     pub const GRANT_EXTENDED: &str = "Grant Extended";
     /// A grant was ended early by its holder or an administrator.
     pub const GRANT_REVOKED: &str = "Grant Revoked";
+    /// Something about access deserves a look: a role activated unusually often, an
+    /// eligibility unused for long, or privilege found outside the system (`alert` says
+    /// which).
+    pub const ACCESS_ALERT: &str = "Access Alert";
 
     /// Every detail-type, in lifecycle order.
     pub const ALL: &[&str] = &[
@@ -87,6 +92,7 @@ pub mod detail_types {
         GRANT_DRIFT_FOUND,
         GRANT_SCHEDULE_RECREATED,
         BREAK_GLASS_REVIEWED,
+        ACCESS_ALERT,
     ];
 }
 
@@ -114,6 +120,17 @@ const DETAIL_FIELDS: &[&str] = &[
     "previous_ends_at",
     "revoked_by",
     "access_ended",
+    "alert",
+    "person",
+    "count",
+    "within",
+    "grants",
+    "unused_after",
+    "last_granted_at",
+    "last_grant_id",
+    "policy_kind",
+    "policy",
+    "catalog_roles",
 ];
 
 /// One event for the bus.
@@ -151,13 +168,13 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         AuditAction::RequestExpired => Some(t::REQUEST_EXPIRED),
         AuditAction::GrantExtended => Some(t::GRANT_EXTENDED),
         AuditAction::GrantRevoked => Some(t::GRANT_REVOKED),
+        AuditAction::AlertRaised | AuditAction::SweepStandingAccessFound => Some(t::ACCESS_ALERT),
         AuditAction::RequestRefused
         | AuditAction::DecisionRefused
         | AuditAction::BreakGlassReviewRefused
         | AuditAction::GrantChangeRefused
         | AuditAction::SweepOrphanRemoved
         | AuditAction::SweepAttachmentDetached
-        | AuditAction::SweepStandingAccessFound
         // A person's own enrolment is not a request's lifecycle.
         | AuditAction::MfaEnrollmentStarted
         | AuditAction::MfaEnrolled
@@ -211,6 +228,9 @@ pub fn event_of(record: &AuditRecord) -> Option<LifecycleEvent> {
     put("reason", record.reason.clone().map(Value::from));
     for field in DETAIL_FIELDS {
         put(field, record.details.get(*field).cloned());
+    }
+    if record.action == AuditAction::SweepStandingAccessFound {
+        put("alert", Some("standing_access".into()));
     }
     Some(LifecycleEvent {
         detail_type,
@@ -268,6 +288,7 @@ mod tests {
         AuditAction::GrantExtended,
         AuditAction::GrantChangeRefused,
         AuditAction::ViewRefused,
+        AuditAction::AlertRaised,
     ];
 
     #[test]
@@ -295,7 +316,7 @@ mod tests {
             ("sweep.attachment_detached", None),
             ("sweep.drift_found", Some("Grant Drift Found")),
             ("sweep.schedule_recreated", Some("Grant Schedule Recreated")),
-            ("sweep.standing_access_found", None),
+            ("sweep.standing_access_found", Some("Access Alert")),
             ("break_glass.reviewed", Some("Break-Glass Reviewed")),
             ("break_glass.review_refused", None),
             ("mfa.enrollment_started", None),
@@ -307,6 +328,7 @@ mod tests {
             ("grant.extended", Some("Grant Extended")),
             ("grant.change_refused", None),
             ("view.refused", None),
+            ("alert.raised", Some("Access Alert")),
         ];
         let expected: Vec<(String, Option<&str>)> =
             expected.iter().map(|(name, kind)| (name.to_string(), *kind)).collect();
@@ -324,6 +346,9 @@ mod tests {
         for kind in detail_types::ALL {
             assert!(emitted.contains(kind), "{kind} is never emitted");
         }
+        // Alerts of two origins share one detail-type.
+        emitted.sort_unstable();
+        emitted.dedup();
         assert_eq!(emitted.len(), detail_types::ALL.len(), "{emitted:?}");
     }
 

@@ -772,17 +772,23 @@ fn schedules(template: &Value, function: &str) -> Vec<(String, Option<String>)> 
 }
 
 /// The sweep runs every five minutes in the revocation function with the input its handler
-/// takes for a sweep; the shipper runs every minute, one at a time, within 60 seconds.
+/// takes for a sweep, and the oversight (alerts, review campaigns) every hour; the shipper runs every minute, one at a time, within 60 seconds.
 fn scheduled_work_is_declared(template: &Value) -> Findings {
     let mut findings = Findings::new();
-    let sweep = schedules(template, "RevocationFunction");
-    let input = sweep.first().and_then(|(_, input)| input.clone()).unwrap_or_default();
-    let parsed: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
-    if sweep.len() != 1
-        || sweep[0].0 != "rate(5 minutes)"
-        || parsed != serde_json::json!({"kind": "sweep"})
-    {
-        findings.push(format!("the sweep's schedule is {sweep:?}"));
+    let revocation = schedules(template, "RevocationFunction");
+    let parsed: Vec<(String, serde_json::Value)> = revocation
+        .iter()
+        .map(|(rate, input)| {
+            let input = input.as_deref().unwrap_or_default();
+            (rate.clone(), serde_json::from_str(input).unwrap_or_default())
+        })
+        .collect();
+    let expected = [
+        ("rate(5 minutes)".to_string(), serde_json::json!({"kind": "sweep"})),
+        ("rate(1 hour)".to_string(), serde_json::json!({"kind": "oversight"})),
+    ];
+    if parsed != expected {
+        findings.push(format!("the revocation function's schedules are {revocation:?}"));
     }
     let ship = schedules(template, "AuditShipperFunction");
     if ship.len() != 1 || ship[0].0 != "rate(1 minute)" {

@@ -7,6 +7,7 @@
 //!   `"request_expiry"`), from their one-time schedules;
 //! - the reconciliation sweep, delivered every few minutes by an EventBridge rule whose
 //!   input is `{"kind": "sweep"}` (a bare scheduled event is taken as a sweep too);
+//! - the hourly oversight, `{"kind": "oversight"}` from another rule: usage alerts;
 //! - `POST /grants/{id}/revoke` from API Gateway (see [`handle_http`]): the holder
 //!   relinquishes a grant, or an administrator revokes it, and the policy is gone when the
 //!   answer comes.
@@ -29,6 +30,9 @@ pub async fn handle_event(pim: &Pim, event: Value) -> Result<Value, PimError> {
     let is_sweep = event["kind"] == "sweep" || event["detail-type"] == "Scheduled Event";
     if is_sweep {
         return sweep(pim).await;
+    }
+    if event["kind"] == "oversight" {
+        return oversight(pim).await;
     }
     let timers = ["approval_reminder", "request_expiry", "grant_ending_soon"];
     if event["kind"].as_str().is_some_and(|kind| timers.contains(&kind)) {
@@ -56,6 +60,12 @@ pub async fn sweep(pim: &Pim) -> Result<Value, PimError> {
         ));
     }
     Ok(serde_json::to_value(&report).expect("report serializes"))
+}
+
+/// The hourly oversight: usage alerts are raised (each recorded once).
+pub async fn oversight(pim: &Pim) -> Result<Value, PimError> {
+    let alerts = pim.raise_alerts().await?;
+    Ok(json!({ "alerts": alerts }))
 }
 
 /// Handles one scheduler delivery.

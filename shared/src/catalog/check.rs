@@ -5,7 +5,8 @@
 use super::document::{ApprovalRuleDoc, Document, RoleDoc, WindowDoc};
 use super::locate::{Locations, Position};
 use super::rules::{
-    ApprovalRule, BreakGlass, Constraints, SubjectSet, TimeWindow, parse_hours, parse_weekday,
+    AlertThresholds, ApprovalRule, BreakGlass, Constraints, ReviewPolicy, SubjectSet, TimeWindow,
+    parse_days, parse_hours, parse_weekday,
 };
 use super::{Catalog, CatalogRole, DOCUMENT_VERSION, Person, glob_matches, role_name_of};
 use crate::duration::{format_iso, parse_duration};
@@ -268,6 +269,7 @@ impl Checker {
         }
         let administrators =
             self.subjects(&document.administrators, "administrators", false).people;
+        let alerts = self.alerts(&document.alerts);
         Catalog {
             pending_lifetime_secs,
             time_zone,
@@ -277,7 +279,49 @@ impl Checker {
             roles,
             person_by_principal,
             administrators,
+            alerts,
         }
+    }
+
+    fn days(&mut self, text: &str, path: &str) -> u64 {
+        parse_days(text).unwrap_or_else(|| {
+            self.error(
+                path,
+                format!("'{text}' is not a whole number of days (P90D, 90d) from 1 to 3650"),
+            );
+            0
+        })
+    }
+
+    fn alerts(&mut self, doc: &super::document::AlertsDoc) -> AlertThresholds {
+        let frequent = &doc.frequent_activations;
+        if frequent.count < 2 {
+            self.error(
+                "alerts.frequent_activations.count",
+                "at least 2: one activation is not a pattern",
+            );
+        }
+        AlertThresholds {
+            frequent_count: frequent.count,
+            frequent_within_secs: self.days(&frequent.within, "alerts.frequent_activations.within"),
+            unused_after_secs: self.days(&doc.unused_after, "alerts.unused_after"),
+        }
+    }
+
+    fn review(&mut self, doc: &super::document::ReviewDoc, path: &str) -> ReviewPolicy {
+        let reviewers = self.subjects(&doc.reviewers, &format!("{path}.reviewers"), false).people;
+        if reviewers.is_empty() {
+            self.error(format!("{path}.reviewers"), "a review needs at least one reviewer");
+        }
+        let every_secs = doc.every.as_ref().map(|every| self.days(every, &format!("{path}.every")));
+        let deadline_secs = self.days(&doc.deadline, &format!("{path}.deadline"));
+        if every_secs.is_some_and(|every| every > 0 && deadline_secs >= every) {
+            self.error(
+                format!("{path}.deadline"),
+                "the deadline must be shorter than the time between campaigns",
+            );
+        }
+        ReviewPolicy { reviewers, every_secs, deadline_secs }
     }
 
     fn error_count(&self) -> usize {
@@ -482,6 +526,7 @@ impl Checker {
             self.warn(&here, "break-glass grants skip approval; each is a high-severity audit record, alerts every approver and must be reviewed");
             BreakGlass { max_secs: secs, justification_min: doc.justification_min_length }
         });
+        let review = raw.review.as_ref().map(|doc| self.review(doc, &format!("{path}.review")));
 
         let role = CatalogRole {
             name: raw.name.clone(),
@@ -498,6 +543,7 @@ impl Checker {
             constraints,
             rules,
             break_glass,
+            review,
         };
         if max_secs > 0 && !raw.statements.is_empty() {
             let start = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
@@ -951,6 +997,49 @@ roles:
                 found.iter().all(|line| line.chars().next().is_some_and(|c| c.is_ascii_digit())),
                 "{found:?} all located"
             );
+        }
+    }
+
+    #[test]
+    fn reviews_and_alert_thresholds_are_read_and_checked() {
+        let reviewed = BASE.replacen(
+            "approvers: [b]",
+            "approvers: [b]\n    review: {reviewers: [group:ops, c], every: P90D, deadline: 14d}",
+            1,
+        ) + "alerts:\n  frequent_activations: {count: 3, within: P1D}\n  unused_after: P30D\n";
+        let catalog = Catalog::from_yaml(&reviewed).unwrap();
+        let review = catalog.role("r").unwrap().review.clone().unwrap();
+        assert_eq!(review.reviewers.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!((review.every_secs, review.deadline_secs), (Some(90 * 86_400), 14 * 86_400));
+        assert_eq!(catalog.alerts.frequent_count, 3);
+        assert_eq!(catalog.alerts.frequent_within_secs, 86_400);
+        assert_eq!(catalog.alerts.unused_after_secs, 30 * 86_400);
+        let defaults = Catalog::from_yaml(BASE).unwrap();
+        assert_eq!(defaults.alerts, AlertThresholds::default());
+        assert!(defaults.role("r").unwrap().review.is_none());
+
+        let cases = [
+            ("review: {reviewers: []}", "roles[0].review.reviewers: a review needs at least one"),
+            ("review: {reviewers: [zed]}", "roles[0].review.reviewers[0]: 'zed' is not a person"),
+            ("review: {reviewers: [b], every: P10D, deadline: P10D}", "must be shorter than"),
+            (
+                "review: {reviewers: [b], every: PT1H}",
+                "roles[0].review.every: 'PT1H' is not a whole",
+            ),
+            ("review: {reviewers: [b], often: P1D}", "unknown field `often`"),
+        ];
+        for (review, expected) in cases {
+            let broken =
+                BASE.replacen("approvers: [b]", &format!("approvers: [b]\n    {review}"), 1);
+            let found = errors(&broken);
+            assert!(found.iter().any(|l| l.contains(expected)), "{review}: {found:#?}");
+        }
+        for (alerts, expected) in [
+            ("alerts: {frequent_activations: {count: 1}}", "at least 2"),
+            ("alerts: {unused_after: 90 days}", "alerts.unused_after: '90 days'"),
+        ] {
+            let found = errors(&format!("{BASE}{alerts}\n"));
+            assert!(found.iter().any(|l| l.contains(expected)), "{alerts}: {found:#?}");
         }
     }
 

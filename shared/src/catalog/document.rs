@@ -24,6 +24,80 @@ pub struct Document {
     /// Who may revoke anyone's grant, with a reason: person ids and `group:<name>`.
     #[serde(default)]
     pub administrators: Vec<String>,
+    /// Thresholds of the alerts about how access is used.
+    #[serde(default)]
+    pub alerts: AlertsDoc,
+}
+
+/// The alerts' thresholds. Long periods take days: `P90D` or `90d`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsDoc {
+    /// One person activating one role at least `count` times `within` a period.
+    #[serde(default)]
+    pub frequent_activations: FrequentActivationsDoc,
+    /// An eligible person who has not been granted a role for this long (or ever).
+    #[serde(default = "default_unused_after")]
+    pub unused_after: String,
+}
+
+impl Default for AlertsDoc {
+    fn default() -> Self {
+        Self {
+            frequent_activations: FrequentActivationsDoc::default(),
+            unused_after: default_unused_after(),
+        }
+    }
+}
+
+fn default_unused_after() -> String {
+    "P90D".into()
+}
+
+/// How often is unusually often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequentActivationsDoc {
+    /// Activations of one role by one person.
+    #[serde(default = "default_frequent_count")]
+    pub count: u32,
+    /// Within this period (`P7D`, `7d`).
+    #[serde(default = "default_frequent_within")]
+    pub within: String,
+}
+
+impl Default for FrequentActivationsDoc {
+    fn default() -> Self {
+        Self { count: default_frequent_count(), within: default_frequent_within() }
+    }
+}
+
+fn default_frequent_count() -> u32 {
+    10
+}
+
+fn default_frequent_within() -> String {
+    "P7D".into()
+}
+
+/// Access reviews of a role: who confirms each eligible person, how often, how long they
+/// have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDoc {
+    /// Person ids and `group:<name>` (people only) who decide in the role's campaigns.
+    pub reviewers: Vec<String>,
+    /// A campaign starts this long after the previous one started (`P90D`); campaigns
+    /// start on demand only when absent.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// How long reviewers have to decide (`P14D`).
+    #[serde(default = "default_review_deadline")]
+    pub deadline: String,
+}
+
+fn default_review_deadline() -> String {
+    "P14D".into()
 }
 
 /// Document-wide settings.
@@ -143,6 +217,9 @@ pub struct RoleDoc {
     /// Emergency self-activation.
     #[serde(default)]
     pub break_glass: Option<BreakGlassDoc>,
+    /// Access reviews of who is eligible.
+    #[serde(default)]
+    pub review: Option<ReviewDoc>,
 }
 
 /// One Allow statement.

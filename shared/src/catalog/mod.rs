@@ -22,7 +22,10 @@ use crate::error::{PimError, Result};
 use crate::identity::Principal;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rules::{ApprovalRule, BreakGlass, Constraints, SubjectSet, TimeWindow, strictest};
+use rules::{
+    AlertThresholds, ApprovalRule, BreakGlass, Constraints, ReviewPolicy, SubjectSet, TimeWindow,
+    strictest,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use check::{Problem, Report, Severity, check_document};
@@ -83,6 +86,8 @@ pub struct CatalogRole {
     pub rules: Vec<ApprovalRule>,
     /// Emergency self-activation, when allowed.
     pub break_glass: Option<BreakGlass>,
+    /// Access reviews of who is eligible, when the role has reviewers.
+    pub review: Option<ReviewPolicy>,
 }
 
 /// Who must approve a request, and by which rule.
@@ -202,6 +207,8 @@ pub struct Catalog {
     roles: Vec<CatalogRole>,
     person_by_principal: HashMap<Principal, usize>,
     administrators: BTreeSet<String>,
+    /// The thresholds of the usage alerts.
+    pub alerts: AlertThresholds,
 }
 
 impl Catalog {

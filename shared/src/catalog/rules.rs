@@ -187,6 +187,52 @@ impl ApprovalRule {
     }
 }
 
+/// A role's access reviews, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewPolicy {
+    /// Person ids who decide in the role's campaigns.
+    pub reviewers: BTreeSet<String>,
+    /// Seconds between scheduled campaigns; on demand only when `None`.
+    pub every_secs: Option<u64>,
+    /// Seconds reviewers have to decide.
+    pub deadline_secs: u64,
+}
+
+/// The thresholds of the usage alerts, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertThresholds {
+    /// Activations of one role by one person that make an alert ...
+    pub frequent_count: u32,
+    /// ... within this many seconds.
+    pub frequent_within_secs: u64,
+    /// An eligible person not granted a role for this many seconds is a removal candidate.
+    pub unused_after_secs: u64,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        Self {
+            frequent_count: 10,
+            frequent_within_secs: 7 * 86_400,
+            unused_after_secs: 90 * 86_400,
+        }
+    }
+}
+
+/// Parses a period of whole days, `P90D` or `90d`, from 1 to 3650 days, into seconds.
+pub fn parse_days(text: &str) -> Option<u64> {
+    let trimmed = text.trim();
+    let digits = trimmed
+        .strip_prefix('P')
+        .and_then(|rest| rest.strip_suffix('D'))
+        .or_else(|| trimmed.strip_suffix('d'))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 4 {
+        return None;
+    }
+    let days: u64 = digits.parse().ok()?;
+    (1..=3650).contains(&days).then_some(days * 86_400)
+}
+
 /// Emergency self-activation of a role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakGlass {
@@ -254,6 +300,15 @@ mod tests {
         ];
         for (rules, expected) in cases {
             assert_eq!(strictest(rules.iter()).unwrap().name, expected);
+        }
+    }
+
+    #[test]
+    fn periods_are_whole_days() {
+        assert_eq!(parse_days("P90D"), Some(90 * 86_400));
+        assert_eq!(parse_days("14d"), Some(14 * 86_400));
+        for bad in ["P0D", "PT90D", "90", "P3651D", "P1.5D", "d", "P-1D", "P90DD"] {
+            assert_eq!(parse_days(bad), None, "{bad}");
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`attachments`]: managed policies attached as they are, reference-counted per role.
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`visibility`]: who holds what now (the active-grants view), and who may request what.
+//! - [`alerts`]: usage alerts (frequent activation, unused eligibility), raised hourly.
 //! - [`report`]: the auditors' report of grants in a time range, as JSON or CSV.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
@@ -18,6 +19,7 @@
 //! Side effects in IAM and the scheduler happen only after the transition that calls for
 //! them has committed, and each is safe to repeat.
 
+pub mod alerts;
 pub mod approvals;
 pub mod attachments;
 pub mod grants;

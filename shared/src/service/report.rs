@@ -94,6 +94,10 @@ pub struct ReportSummary {
     pub refusals_by_code: BTreeMap<String, usize>,
     /// Grants that did not end on time.
     pub late_revocations: usize,
+    /// Alerts in the range by kind: `frequent_activation` and `unused_eligibility`
+    /// (`alert.raised` records), `standing_access` (the sweep's findings), and
+    /// `break_glass` (the break-glass grants of the report).
+    pub alerts: BTreeMap<String, usize>,
 }
 
 /// A report for `[from, to)`.
@@ -137,16 +141,8 @@ impl Pim {
             let history = self.store.history(&request.id).await?;
             grants.push(row_of(request, &history, now));
         }
-        let refusals = self
-            .store
-            .records_between(from, to)
-            .await?
-            .into_iter()
-            .filter(|r| {
-                matches!(r.action, AuditAction::RequestRefused | AuditAction::DecisionRefused)
-            })
-            .collect::<Vec<_>>();
-        let summary = summarise(&grants, &refusals);
+        let records = self.store.records_between(from, to).await?;
+        let summary = summarise(&grants, &records);
         Ok(Report { from, to, generated_at: now, grants, summary })
     }
 }
@@ -220,8 +216,29 @@ pub fn row_of(request: &AccessRequest, history: &[AuditRecord], now: DateTime<Ut
     }
 }
 
-/// The figures of `rows` and the refusal records of the range.
-pub fn summarise(rows: &[ReportRow], refusals: &[AuditRecord]) -> ReportSummary {
+/// The figures of `rows` and of the audit records of the range (refusals and alerts).
+pub fn summarise(rows: &[ReportRow], records: &[AuditRecord]) -> ReportSummary {
+    let refusals: Vec<&AuditRecord> = records
+        .iter()
+        .filter(|r| matches!(r.action, AuditAction::RequestRefused | AuditAction::DecisionRefused))
+        .collect();
+    let break_glass_uses = rows.iter().filter(|r| r.break_glass).count();
+    let mut alerts = BTreeMap::from([
+        ("frequent_activation".to_string(), 0),
+        ("unused_eligibility".to_string(), 0),
+        ("standing_access".to_string(), 0),
+        ("break_glass".to_string(), break_glass_uses),
+    ]);
+    for record in records {
+        let kind = match record.action {
+            AuditAction::AlertRaised => record.details.get("alert").and_then(|v| v.as_str()),
+            AuditAction::SweepStandingAccessFound => Some("standing_access"),
+            _ => None,
+        };
+        if let Some(count) = kind.and_then(|kind| alerts.get_mut(kind)) {
+            *count += 1;
+        }
+    }
     let mut per_role = BTreeMap::new();
     let mut per_person = BTreeMap::new();
     for row in rows {
@@ -244,7 +261,7 @@ pub fn summarise(rows: &[ReportRow], refusals: &[AuditRecord]) -> ReportSummary 
         },
     );
     let mut refusals_by_code = BTreeMap::new();
-    for record in refusals {
+    for record in &refusals {
         let code = record.code.clone().unwrap_or_else(|| "unknown".into());
         *refusals_by_code.entry(code).or_insert(0) += 1;
     }
@@ -255,10 +272,11 @@ pub fn summarise(rows: &[ReportRow], refusals: &[AuditRecord]) -> ReportSummary 
         median_held_secs,
         longest_held_secs: longest.map(|r| r.held_secs),
         longest_grant_id: longest.map(|r| r.grant_id.clone()),
-        break_glass_uses: rows.iter().filter(|r| r.break_glass).count(),
+        break_glass_uses,
         refusals: refusals.len(),
         refusals_by_code,
         late_revocations: rows.iter().filter(|r| r.ended_on_time == Some(false)).count(),
+        alerts,
     }
 }
 

@@ -2,6 +2,7 @@
 //! against the AWS emulator through the official SDK. One test binary, so the SDK is linked
 //! once.
 
+mod alerts;
 mod audit;
 mod events;
 mod holders;

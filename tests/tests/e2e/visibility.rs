@@ -338,6 +338,10 @@ async fn the_report_lists_each_grant_with_its_times_and_sums_them_up() {
     assert_eq!(summary["refusals"], 2);
     assert_eq!(summary["refusals_by_code"], json!({ "not_eligible": 1, "unknown_requester": 1 }));
     assert_eq!(summary["late_revocations"], 1);
+    assert_eq!(
+        summary["alerts"],
+        json!({ "frequent_activation": 0, "unused_eligibility": 0, "standing_access": 0, "break_glass": 1 })
+    );
 
     // The CSV carries the same rows.
     let csv = get(&stack, ERIN, &format!("{query}&format=csv")).await;
