@@ -1,7 +1,8 @@
 //! A stand-in for API Gateway on loopback. Each HTTP request becomes the same payload
 //! (format 2.0) API Gateway hands a Lambda function, and is answered by the function's own
 //! handler: `/requests…`, `/mfa/…`, `/grants`, `/grants/{id}/extend`, `/eligibility` and
-//! `/reports` by the request function,
+//! `/reports` and `POST /reviews` by the request function, `/reviews/{token}` by the approval
+//! function,
 //! `/grants/{id}/revoke` by the revocation function, `/approvals/…` by the approval
 //! function.
 //!
@@ -74,7 +75,7 @@ async fn answer(
     };
 
     let path = parts.uri.path();
-    let response = if path.starts_with("/approvals/") {
+    let response = if path.starts_with("/approvals/") || path.starts_with("/reviews/") {
         pim_approval::handle(&pim, lambda_request).await
     } else if path.starts_with("/grants/") && path.ends_with("/revoke") {
         pim_revocation::handle_http(&pim, lambda_request).await
@@ -82,7 +83,7 @@ async fn answer(
         || path.starts_with("/requests/")
         || path.starts_with("/mfa/")
         || path.starts_with("/grants/")
-        || matches!(path, "/grants" | "/eligibility" | "/reports")
+        || matches!(path, "/grants" | "/eligibility" | "/reports" | "/reviews")
     {
         pim_request::handle(&pim, lambda_request).await
     } else {

@@ -113,6 +113,21 @@ pub enum AuditAction {
     /// unused for long (see `service::alerts`).
     #[serde(rename = "alert.raised")]
     AlertRaised,
+    /// An access-review campaign started, on demand or on its role's schedule.
+    #[serde(rename = "review.started")]
+    ReviewStarted,
+    /// A reviewer decided to keep or remove one person's eligibility.
+    #[serde(rename = "review.decided")]
+    ReviewDecided,
+    /// A review decision through a link was refused.
+    #[serde(rename = "review.decision_refused")]
+    ReviewDecisionRefused,
+    /// Every person of a campaign was decided; the change to the policy is proposed.
+    #[serde(rename = "review.completed")]
+    ReviewCompleted,
+    /// A campaign passed its deadline with people undecided.
+    #[serde(rename = "review.overdue")]
+    ReviewOverdue,
 }
 
 /// Whether the action took effect.

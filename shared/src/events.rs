@@ -72,6 +72,10 @@ pub mod detail_types {
     /// eligibility unused for long, or privilege found outside the system (`alert` says
     /// which).
     pub const ACCESS_ALERT: &str = "Access Alert";
+    /// An access review finished; its proposed change to the policy is in the audit record.
+    pub const ACCESS_REVIEW_COMPLETED: &str = "Access Review Completed";
+    /// An access review passed its deadline with people undecided.
+    pub const ACCESS_REVIEW_OVERDUE: &str = "Access Review Overdue";
 
     /// Every detail-type, in lifecycle order.
     pub const ALL: &[&str] = &[
@@ -93,6 +97,8 @@ pub mod detail_types {
         GRANT_SCHEDULE_RECREATED,
         BREAK_GLASS_REVIEWED,
         ACCESS_ALERT,
+        ACCESS_REVIEW_COMPLETED,
+        ACCESS_REVIEW_OVERDUE,
     ];
 }
 
@@ -131,6 +137,11 @@ const DETAIL_FIELDS: &[&str] = &[
     "policy_kind",
     "policy",
     "catalog_roles",
+    "campaign_id",
+    "kept",
+    "removed",
+    "undecided",
+    "deadline",
 ];
 
 /// One event for the bus.
@@ -169,6 +180,8 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         AuditAction::GrantExtended => Some(t::GRANT_EXTENDED),
         AuditAction::GrantRevoked => Some(t::GRANT_REVOKED),
         AuditAction::AlertRaised | AuditAction::SweepStandingAccessFound => Some(t::ACCESS_ALERT),
+        AuditAction::ReviewCompleted => Some(t::ACCESS_REVIEW_COMPLETED),
+        AuditAction::ReviewOverdue => Some(t::ACCESS_REVIEW_OVERDUE),
         AuditAction::RequestRefused
         | AuditAction::DecisionRefused
         | AuditAction::BreakGlassReviewRefused
@@ -179,7 +192,11 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
         | AuditAction::MfaEnrollmentStarted
         | AuditAction::MfaEnrolled
         | AuditAction::MfaRefused
-        | AuditAction::ViewRefused => None,
+        | AuditAction::ViewRefused
+        // Starting a review and each decision stay in the audit trail; the outcome is the event.
+        | AuditAction::ReviewStarted
+        | AuditAction::ReviewDecided
+        | AuditAction::ReviewDecisionRefused => None,
     }
 }
 
@@ -289,6 +306,11 @@ mod tests {
         AuditAction::GrantChangeRefused,
         AuditAction::ViewRefused,
         AuditAction::AlertRaised,
+        AuditAction::ReviewStarted,
+        AuditAction::ReviewDecided,
+        AuditAction::ReviewDecisionRefused,
+        AuditAction::ReviewCompleted,
+        AuditAction::ReviewOverdue,
     ];
 
     #[test]
@@ -329,6 +351,11 @@ mod tests {
             ("grant.change_refused", None),
             ("view.refused", None),
             ("alert.raised", Some("Access Alert")),
+            ("review.started", None),
+            ("review.decided", None),
+            ("review.decision_refused", None),
+            ("review.completed", Some("Access Review Completed")),
+            ("review.overdue", Some("Access Review Overdue")),
         ];
         let expected: Vec<(String, Option<&str>)> =
             expected.iter().map(|(name, kind)| (name.to_string(), *kind)).collect();

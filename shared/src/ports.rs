@@ -10,6 +10,7 @@ use crate::audit::chain::ChainHead;
 use crate::error::Result;
 use crate::events::LifecycleEvent;
 use crate::model::{AccessRequest, ExpiryEvent, RequestTimer};
+use crate::service::campaigns::Campaign;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -64,6 +65,26 @@ pub trait RequestStore: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<AuditRecord>>;
+
+    /// Stores a new access-review campaign with its `review.started` record, in one
+    /// transaction; a campaign with this id is a conflict (`campaign_exists`).
+    async fn create_campaign(&self, campaign: &Campaign, record: &AuditRecord) -> Result<()>;
+
+    /// The campaign with this id, read strongly consistently.
+    async fn load_campaign(&self, id: &str) -> Result<Option<Campaign>>;
+
+    /// Writes `next` only if the stored campaign is still at `next.version - 1`, with its
+    /// record and, when given, the consumption of a one-time link id; all or nothing
+    /// (`stale_campaign`, or `link_already_used`).
+    async fn commit_campaign(
+        &self,
+        next: &Campaign,
+        record: &AuditRecord,
+        consume_link: Option<&str>,
+    ) -> Result<()>;
+
+    /// Every campaign, paged through to the end.
+    async fn campaigns(&self) -> Result<Vec<Campaign>>;
 }
 
 /// What became of a policy removal.

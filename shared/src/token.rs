@@ -38,6 +38,10 @@ pub struct LinkClaims {
     pub lid: String,
     /// Expiry, seconds since the epoch; the link is refused at and after this second.
     pub exp: i64,
+    /// For an access-review link, the person it decides about (`rid` is then the campaign);
+    /// absent from approval links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 impl LinkClaims {
@@ -130,6 +134,7 @@ mod tests {
             apr: "bob".into(),
             lid: "link-1".into(),
             exp: 1_800_000_000,
+            sub: None,
         }
     }
 

@@ -5,6 +5,9 @@
 //! a `POST` of the page's form to the same URL; it must carry the CSRF token the page set
 //! (double-submit: a `SameSite=Strict` cookie and a hidden field that must match), come
 //! from our own origin when the browser says where it comes from, and be a plain form.
+//!
+//! `GET /reviews/{token}` and `POST /reviews/{token}` are the access reviewers' pages, with
+//! the same link machinery and the same checks: keep or remove one person's eligibility.
 
 mod page;
 
@@ -14,7 +17,7 @@ use lambda_http::http::{HeaderMap, HeaderValue, Method, header};
 use lambda_http::{Body, Request, Response};
 use pim::api::body_bytes;
 use pim::model::Verdict;
-use pim::service::Pim;
+use pim::service::{Pim, ReviewVerdict};
 use pim::{PimError, Result};
 
 /// The CSRF cookie's name.
@@ -22,16 +25,18 @@ pub const CSRF_COOKIE: &str = "pim_csrf";
 
 /// Answers one API Gateway request for an approval page.
 pub async fn handle(pim: &Pim, request: Request) -> Response<Body> {
-    let Some(token) = token_of(request.uri().path()) else {
+    let Some((kind, token)) = token_of(request.uri().path()) else {
         return page::problem(&PimError::not_found(
             "no_such_route",
             "there is nothing at this path",
         ));
     };
     let token = token.to_string();
-    match *request.method() {
-        Method::GET | Method::HEAD => show(pim, &token).await,
-        Method::POST => decide(pim, &token, &request).await,
+    match (kind, request.method().clone()) {
+        (Link::Approval, Method::GET | Method::HEAD) => show(pim, &token).await,
+        (Link::Approval, Method::POST) => decide(pim, &token, &request).await,
+        (Link::Review, Method::GET | Method::HEAD) => show_review(pim, &token).await,
+        (Link::Review, Method::POST) => decide_review(pim, &token, &request).await,
         _ => page::problem(&PimError::invalid(
             "method_not_allowed",
             "only GET and POST are supported",
@@ -39,19 +44,64 @@ pub async fn handle(pim: &Pim, request: Request) -> Response<Body> {
     }
 }
 
+/// Which kind of link a path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Approval,
+    Review,
+}
+
+/// The response with a fresh CSRF cookie set.
+fn with_csrf_cookie(pim: &Pim, mut response: Response<Body>, csrf: &str) -> Response<Body> {
+    let secure = if pim.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie =
+        format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie header"));
+    response
+}
+
+async fn show_review(pim: &Pim, token: &str) -> Response<Body> {
+    match pim.open_review_link(token).await {
+        Ok(view) => {
+            let csrf = new_csrf_token();
+            with_csrf_cookie(pim, page::review(&view, &csrf), &csrf)
+        }
+        Err(err) => {
+            tracing::warn!(code = err.code(), "review link refused on open");
+            page::problem(&err)
+        }
+    }
+}
+
+async fn decide_review(pim: &Pim, token: &str, request: &Request) -> Response<Body> {
+    let verdict = match check_form(pim, request) {
+        Ok((decision, _)) => match decision.as_str() {
+            "keep" => ReviewVerdict::Keep,
+            "remove" => ReviewVerdict::Remove,
+            _ => {
+                let refusal =
+                    PimError::invalid("malformed_form", "the decision must be keep or remove");
+                return page::problem(&pim.refuse_link_use(refusal).await);
+            }
+        },
+        Err(refusal) => return page::problem(&pim.refuse_link_use(refusal).await),
+    };
+    match pim.decide_review(token, verdict).await {
+        Ok(campaign) => {
+            let person = pim.open_review_link(token).await.map(|v| v.person).unwrap_or_default();
+            page::review_outcome(&campaign, &person)
+        }
+        Err(err) => page::problem(&err),
+    }
+}
+
 async fn show(pim: &Pim, token: &str) -> Response<Body> {
     match pim.open_link(token).await {
         Ok(view) => {
             let csrf = new_csrf_token();
-            let mut response = page::confirmation(&view, &csrf);
-            let secure = if pim.public_url.starts_with("https://") { "; Secure" } else { "" };
-            let cookie = format!(
-                "{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
-            );
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie header"));
-            response
+            with_csrf_cookie(pim, page::confirmation(&view, &csrf), &csrf)
         }
         Err(err) => {
             tracing::warn!(code = err.code(), "approval link refused on open");
@@ -61,19 +111,24 @@ async fn show(pim: &Pim, token: &str) -> Response<Body> {
 }
 
 async fn decide(pim: &Pim, token: &str, request: &Request) -> Response<Body> {
-    let (verdict, mfa_code) = match check_form(pim, request) {
-        Ok(decision) => decision,
-        Err(refusal) => return page::problem(&pim.refuse_link_use(refusal).await),
-    };
+    let (verdict, mfa_code) =
+        match check_form(pim, request).and_then(|(decision, code)| match decision.as_str() {
+            "approve" => Ok((Verdict::Approve, code)),
+            "deny" => Ok((Verdict::Deny, code)),
+            _ => Err(PimError::invalid("malformed_form", "the decision must be approve or deny")),
+        }) {
+            Ok(decision) => decision,
+            Err(refusal) => return page::problem(&pim.refuse_link_use(refusal).await),
+        };
     match pim.decide(token, verdict, mfa_code.as_deref()).await {
         Ok(decided) => page::outcome(&decided),
         Err(err) => page::problem(&err),
     }
 }
 
-/// Checks the form's media type, origin and CSRF token, and returns the verdict and the
-/// one-time code, when one was typed.
-fn check_form(pim: &Pim, request: &Request) -> Result<(Verdict, Option<String>)> {
+/// Checks the form's media type, origin and CSRF token, and returns the decision as typed
+/// and the one-time code, when one was typed.
+fn check_form(pim: &Pim, request: &Request) -> Result<(String, Option<String>)> {
     let headers = request.headers();
     let media_type = header_text(headers, header::CONTENT_TYPE.as_str())
         .map(|value| value.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
@@ -112,25 +167,22 @@ fn check_form(pim: &Pim, request: &Request) -> Result<(Verdict, Option<String>)>
             "the form's CSRF token is missing or does not match; reload the page",
         ));
     }
-    let verdict = match field("decision") {
-        Some("approve") => Verdict::Approve,
-        Some("deny") => Verdict::Deny,
-        _ => {
-            return Err(PimError::invalid(
-                "malformed_form",
-                "the decision must be approve or deny",
-            ));
-        }
-    };
+    let decision = field("decision").unwrap_or_default().to_string();
     let code = field("mfa_code").map(str::trim).filter(|code| !code.is_empty());
-    Ok((verdict, code.map(str::to_string)))
+    Ok((decision, code.map(str::to_string)))
 }
 
-/// The token from `/approvals/{token}` (a stage prefix is allowed before it).
-fn token_of(path: &str) -> Option<&str> {
+/// The kind of link and its token from `/approvals/{token}` or `/reviews/{token}` (a stage
+/// prefix is allowed before it).
+fn token_of(path: &str) -> Option<(Link, &str)> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
-        ["approvals", token] | [_, "approvals", token] => Some(token),
+    let (kind, token) = match segments.as_slice() {
+        [kind, token] | [_, kind, token] => (*kind, *token),
+        _ => return None,
+    };
+    match kind {
+        "approvals" => Some((Link::Approval, token)),
+        "reviews" => Some((Link::Review, token)),
         _ => None,
     }
 }
@@ -198,8 +250,9 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_approvals_path_only() {
-        assert_eq!(token_of("/approvals/abc.def"), Some("abc.def"));
-        assert_eq!(token_of("/prod/approvals/abc"), Some("abc"));
+        assert_eq!(token_of("/approvals/abc.def"), Some((Link::Approval, "abc.def")));
+        assert_eq!(token_of("/prod/approvals/abc"), Some((Link::Approval, "abc")));
+        assert_eq!(token_of("/reviews/abc"), Some((Link::Review, "abc")));
         assert_eq!(token_of("/approvals"), None);
         assert_eq!(token_of("/approvals/a/b"), None);
         assert_eq!(token_of("/requests/abc"), None);

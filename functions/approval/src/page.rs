@@ -10,6 +10,7 @@ use pim::duration::format_iso;
 use pim::model::{AccessRequest, RequestState};
 use pim::render::iam_time;
 use pim::service::LinkView;
+use pim::service::campaigns::{Campaign, ReviewLinkView};
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -72,6 +73,63 @@ pub fn outcome(request: &AccessRequest) -> Response<Body> {
     };
     let body = format!("<h1>{}</h1>{}", escape_html(&headline), facts_table(request));
     html(StatusCode::OK, "Decision recorded", &body)
+}
+
+/// The confirmation page of a valid review link: the person, the role, and the keep or
+/// remove form while nobody has decided about them.
+pub fn review(view: &ReviewLinkView, csrf: &str) -> Response<Body> {
+    let campaign = &view.campaign;
+    let mut body = format!(
+        "<h1>Access review</h1><p>May <strong>{}</strong> keep the right to request          <strong>{}</strong>?</p>{}",
+        escape_html(&view.person),
+        escape_html(&campaign.role),
+        review_table(campaign, &view.person)
+    );
+    let decided =
+        campaign.items.iter().find(|i| i.person == view.person).and_then(|i| i.decision.as_ref());
+    match decided {
+        None if campaign.completed_at.is_none() => body.push_str(&format!(
+            "<p>Deciding as <strong>{}</strong>.</p>             <form method=\"post\">             <input type=\"hidden\" name=\"csrf\" value=\"{}\">             <button type=\"submit\" name=\"decision\" value=\"keep\">Keep</button>             <button type=\"submit\" name=\"decision\" value=\"remove\">Remove</button>             </form>",
+            escape_html(&view.reviewer.id),
+            escape_html(csrf)
+        )),
+        _ => body.push_str("<p>There is nothing left to decide about this person.</p>"),
+    }
+    html(StatusCode::OK, "Access review", &body)
+}
+
+/// The page after a review decision.
+pub fn review_outcome(campaign: &Campaign, person: &str) -> Response<Body> {
+    let headline = match campaign.completed_at {
+        Some(_) => "Decision recorded. The review is complete.".to_string(),
+        None => format!("Decision recorded. {} people left to decide.", campaign.undecided().len()),
+    };
+    let body = format!("<h1>{}</h1>{}", escape_html(&headline), review_table(campaign, person));
+    html(StatusCode::OK, "Decision recorded", &body)
+}
+
+fn review_table(campaign: &Campaign, person: &str) -> String {
+    let decision = campaign
+        .items
+        .iter()
+        .find(|i| i.person == person)
+        .and_then(|i| i.decision.as_ref())
+        .map(|d| format!("{} by {} at {} UTC", d.verdict.as_str(), d.reviewer, iam_time(d.at)))
+        .unwrap_or_else(|| "not decided".into());
+    let rows = [
+        ("Campaign", campaign.id.clone()),
+        ("Role", campaign.role.clone()),
+        ("Person", person.to_string()),
+        ("Decide before", format!("{} UTC", iam_time(campaign.deadline))),
+        ("Decision", decision),
+    ];
+    let cells: String = rows
+        .iter()
+        .map(|(name, value)| {
+            format!("<tr><th>{}</th><td>{}</td></tr>", escape_html(name), escape_html(value))
+        })
+        .collect();
+    format!("<table>{cells}</table>")
 }
 
 /// The page for a refusal or failure, with the status and stable code of the error.

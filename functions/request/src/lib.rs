@@ -13,7 +13,8 @@ use pim::api::{
     caller_of, json_response, oidc_mfa_of, problem_response, query_of, read_json, text_response,
 };
 use pim::service::{
-    ConfirmEnrollment, EligibilityQuery, Extension, GrantScope, NewRequest, NewReview, Pim,
+    ConfirmEnrollment, EligibilityQuery, Extension, GrantScope, NewCampaign, NewRequest, NewReview,
+    Pim,
 };
 use pim::{PimError, Result};
 use serde_json::json;
@@ -107,7 +108,14 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             }
             Ok(json_response(200, &report))
         }
-        (_, ["requests" | "mfa" | "grants" | "eligibility" | "reports", ..]) => {
+        (&Method::POST, ["reviews"]) => {
+            let input: NewCampaign = read_json(request)?;
+            let campaign = pim.start_review(&caller_of(request)?, input).await?;
+            let mut body = serde_json::to_value(&campaign).expect("campaign serializes");
+            body["state"] = json!(campaign.state());
+            Ok(json_response(201, &body))
+        }
+        (_, ["requests" | "mfa" | "grants" | "eligibility" | "reports" | "reviews", ..]) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
@@ -141,10 +149,9 @@ fn time_param(query: &[(String, String)], name: &str) -> Result<DateTime<Utc>> {
 /// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments
-        .iter()
-        .position(|s| matches!(*s, "requests" | "mfa" | "grants" | "eligibility" | "reports"))
-    {
+    match segments.iter().position(|s| {
+        matches!(*s, "requests" | "mfa" | "grants" | "eligibility" | "reports" | "reviews")
+    }) {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,
     }

@@ -7,7 +7,8 @@
 //!   `"request_expiry"`), from their one-time schedules;
 //! - the reconciliation sweep, delivered every few minutes by an EventBridge rule whose
 //!   input is `{"kind": "sweep"}` (a bare scheduled event is taken as a sweep too);
-//! - the hourly oversight, `{"kind": "oversight"}` from another rule: usage alerts;
+//! - the hourly oversight, `{"kind": "oversight"}` from another rule: usage alerts, and
+//!   access reviews due to start or past their deadline;
 //! - `POST /grants/{id}/revoke` from API Gateway (see [`handle_http`]): the holder
 //!   relinquishes a grant, or an administrator revokes it, and the policy is gone when the
 //!   answer comes.
@@ -62,10 +63,12 @@ pub async fn sweep(pim: &Pim) -> Result<Value, PimError> {
     Ok(serde_json::to_value(&report).expect("report serializes"))
 }
 
-/// The hourly oversight: usage alerts are raised (each recorded once).
+/// The hourly oversight: usage alerts are raised (each recorded once), access reviews due
+/// on their role's schedule start, and reviews past their deadline are reported.
 pub async fn oversight(pim: &Pim) -> Result<Value, PimError> {
     let alerts = pim.raise_alerts().await?;
-    Ok(json!({ "alerts": alerts }))
+    let reviews = pim.check_reviews().await?;
+    Ok(json!({ "alerts": alerts, "reviews": reviews }))
 }
 
 /// Handles one scheduler delivery.

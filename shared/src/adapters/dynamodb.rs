@@ -12,6 +12,7 @@
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
 //! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
 //! | attachment | `ATTACH#<role name>` | `<policy ARN>` | `doc` JSON and `version`: who holds a managed policy pim attached |
+//! | review campaign | `CAMPAIGN#<id>` | `CAMPAIGN` | `doc` JSON and `version`: an access review and its decisions |
 //! | MFA enrolment | `MFA#<person>` | `MFA` | `secret` (KMS ciphertext), `mfa_state`, `created_at`, `last_step` |
 //!
 //! [`RequestStore::live_grants`] is a paginated, strongly consistent `Scan` filtered on
@@ -39,6 +40,7 @@ use crate::error::{PimError, Result};
 use crate::mfa::{Enrollment, EnrollmentState};
 use crate::model::{AccessRequest, RequestState};
 use crate::ports::{Attachment, AttachmentLedger, AuditChain, MfaStore, RequestStore};
+use crate::service::campaigns::Campaign;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -184,6 +186,7 @@ enum Part {
     Link,
     Finding,
     Enrollment,
+    Campaign,
     Chain,
 }
 
@@ -233,6 +236,12 @@ fn conflict_of(parts: &[Part], codes: &[String]) -> Option<PimError> {
     }
     if failed(Part::Finding) {
         return Some(PimError::conflict("finding_recorded", "this finding is already recorded"));
+    }
+    if failed(Part::Campaign) {
+        return Some(PimError::conflict(
+            "stale_campaign",
+            "the access review changed while this action was in progress; nothing was written",
+        ));
     }
     if failed(Part::Request) || failed(Part::History) {
         return Some(PimError::conflict(
@@ -468,6 +477,52 @@ impl RequestStore for DynamoRequestStore {
         self.append(record, |_| Ok(vec![])).await
     }
 
+    async fn create_campaign(&self, campaign: &Campaign, record: &AuditRecord) -> Result<()> {
+        let outcome = self
+            .append(record, |_| {
+                let put = self.put(campaign_item(campaign), "attribute_not_exists(pk)", None)?;
+                Ok(vec![(Part::Campaign, put)])
+            })
+            .await;
+        match outcome {
+            Err(PimError::Conflict { code: "stale_campaign", .. }) => Err(PimError::conflict(
+                "campaign_exists",
+                format!("campaign {} exists already", campaign.id),
+            )),
+            other => other,
+        }
+    }
+
+    async fn load_campaign(&self, id: &str) -> Result<Option<Campaign>> {
+        self.get(&format!("CAMPAIGN#{id}"), "CAMPAIGN").await?.as_ref().map(decode).transpose()
+    }
+
+    async fn commit_campaign(
+        &self,
+        next: &Campaign,
+        record: &AuditRecord,
+        consume_link: Option<&str>,
+    ) -> Result<()> {
+        self.append(record, |sealed| {
+            let expected = HashMap::from([(":expected".to_string(), n(next.version - 1))]);
+            let put = self.put(campaign_item(next), "version = :expected", Some(expected))?;
+            let mut items = vec![(Part::Campaign, put)];
+            if let Some(link_id) = consume_link {
+                let link = link_item(link_id, &next.id, &sealed.time.to_rfc3339());
+                items.push((Part::Link, self.put(link, "attribute_not_exists(pk)", None)?));
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<Campaign>> {
+        let values =
+            HashMap::from([(":campaign".into(), s("CAMPAIGN#")), (":sk".into(), s("CAMPAIGN"))]);
+        let items = self.scan_where("begins_with(pk, :campaign) AND sk = :sk", values).await?;
+        items.iter().map(decode).collect()
+    }
+
     async fn all_requests(&self) -> Result<Vec<AccessRequest>> {
         let items = self
             .scan_where("sk = :request", HashMap::from([(":request".into(), s("REQUEST"))]))
@@ -493,6 +548,24 @@ impl RequestStore for DynamoRequestStore {
         records.sort_by_key(|record| record.sequence);
         Ok(records)
     }
+}
+
+fn campaign_item(campaign: &Campaign) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("CAMPAIGN#{}", campaign.id))),
+        ("sk".into(), s("CAMPAIGN")),
+        ("doc".into(), s(serde_json::to_string(campaign).expect("campaign serializes"))),
+        ("version".into(), n(campaign.version)),
+    ])
+}
+
+fn link_item(link_id: &str, subject: &str, at: &str) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("LINK#{link_id}"))),
+        ("sk".into(), s("LINK")),
+        ("request_id".into(), s(subject)),
+        ("consumed_at".into(), s(at)),
+    ])
 }
 
 impl DynamoRequestStore {

@@ -280,6 +280,7 @@ impl Checker {
             person_by_principal,
             administrators,
             alerts,
+            source: String::new(),
         }
     }
 

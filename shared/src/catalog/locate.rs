@@ -33,6 +33,11 @@ impl Locations {
         Self { spots: indexer.spots }
     }
 
+    /// Whether `path` itself is indexed (not only an ancestor of it).
+    pub fn has(&self, path: &str) -> bool {
+        self.spots.contains_key(path)
+    }
+
     /// The position of `path`, or of its nearest indexed ancestor.
     pub fn find(&self, path: &str) -> Option<Position> {
         let mut candidate = path.to_string();

@@ -6,12 +6,14 @@
 //! - [`check`]: validation into a [`Catalog`], with every problem located by line and column.
 //! - [`rules`]: subjects, time windows, constraints, approval rules and the strictest merge.
 //! - [`locate`]: positions of fields in the document.
+//! - [`diff`]: the change to the document an access review proposes, as a unified diff.
 //!
 //! Every function evaluates the same [`Catalog`] the same way: eligibility
 //! ([`CatalogRole::eligibility`]) at request and again at approval, the approval plan
 //! ([`CatalogRole::approval_plan`]) at request.
 
 pub mod check;
+pub mod diff;
 pub mod document;
 pub mod explain;
 pub mod locate;
@@ -209,6 +211,8 @@ pub struct Catalog {
     administrators: BTreeSet<String>,
     /// The thresholds of the usage alerts.
     pub alerts: AlertThresholds,
+    /// The document's text as loaded, from which access reviews propose their changes.
+    pub source: String,
 }
 
 impl Catalog {
@@ -217,7 +221,10 @@ impl Catalog {
     pub fn from_yaml(source: &str) -> Result<Self> {
         let report = check_document(source);
         match report.catalog {
-            Some(catalog) if !report.has_errors() => Ok(catalog),
+            Some(mut catalog) if !report.has_errors() => {
+                catalog.source = source.to_string();
+                Ok(catalog)
+            }
             _ => {
                 let errors: Vec<String> = report
                     .problems

@@ -34,6 +34,10 @@ impl Pim {
             .map_err(|err| (err, None))?;
         let refuse = |err: PimError| (err, Some(claims.clone()));
         let invalid = || PimError::refused("invalid_link", "this approval link is not valid");
+        // An access-review link is not an approval link, whatever request id it names.
+        if claims.sub.is_some() {
+            return Err(refuse(invalid()));
+        }
         let request = match self.store.load_request(&claims.rid).await {
             Ok(Some(request)) => request,
             Ok(None) => return Err(refuse(invalid())),

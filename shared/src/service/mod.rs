@@ -12,6 +12,7 @@
 //! - [`sweep`]: reconcile the store with IAM and the scheduler, and report standing access.
 //! - [`visibility`]: who holds what now (the active-grants view), and who may request what.
 //! - [`alerts`]: usage alerts (frequent activation, unused eligibility), raised hourly.
+//! - [`campaigns`]: access reviews: campaigns, reviewers' decisions, the proposed change.
 //! - [`report`]: the auditors' report of grants in a time range, as JSON or CSV.
 //! - [`notify`]: the mail each step sends.
 //! - [`shipping`]: the audit chain to the audit stream, with signed checkpoints.
@@ -22,6 +23,7 @@
 pub mod alerts;
 pub mod approvals;
 pub mod attachments;
+pub mod campaigns;
 pub mod grants;
 pub mod holders;
 pub mod mfa;
@@ -53,6 +55,7 @@ use crate::ports::{
 use std::sync::Arc;
 
 pub use approvals::LinkView;
+pub use campaigns::{NewCampaign, ReviewVerdict};
 pub use grants::ExpiryOutcome;
 pub use holders::{Extension, Revocation};
 pub use mfa::{ConfirmEnrollment, NewEnrollment};

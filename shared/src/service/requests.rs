@@ -411,6 +411,7 @@ impl Pim {
             apr: approver.to_string(),
             lid: new_id("link"),
             exp: request.pending_until.timestamp(),
+            sub: None,
         };
         let token = token::issue(self.signer.as_ref(), &claims).await?;
         Ok(format!("{}/approvals/{token}", self.public_url))

@@ -11,12 +11,17 @@ use serde_json::{Value, json};
 const ERIN: &str = "arn:aws:sts::123456789012:assumed-role/security/erin";
 
 /// The example policy with tight thresholds: three grants in a day is often; thirty days
-/// unused is a removal candidate.
+/// unused is a removal candidate. Without its scheduled review (the reviews' tests own
+/// those, and the mailbox is shared).
 fn policy() -> String {
-    format!(
-        "{EXAMPLE_POLICY}\nalerts:\n  frequent_activations: {{count: 3, within: P1D}}\n  \
-         unused_after: P30D\n"
-    )
+    let start = EXAMPLE_POLICY.find("    review:\n").expect("the example has a review");
+    let end = EXAMPLE_POLICY[start..].find("deadline: P14D\n").unwrap() + start + 15;
+    let without_review = format!("{}{}", &EXAMPLE_POLICY[..start], &EXAMPLE_POLICY[end..]);
+    let tight = without_review
+        .replace("{ count: 10, within: P7D }", "{ count: 3, within: P1D }")
+        .replace("unused_after: P90D", "unused_after: P30D");
+    assert_ne!(tight, without_review, "the example sets both thresholds");
+    tight
 }
 
 async fn oversight(stack: &TestStack) -> Value {

@@ -265,6 +265,7 @@ async fn nobody_approves_their_own_request_whatever_the_spelling() {
             .parse::<chrono::DateTime<chrono::Utc>>()
             .unwrap()
             .timestamp(),
+        sub: None,
     };
     let token = token::issue(stack.pim.signer.as_ref(), &claims).await.unwrap();
     let link = format!("{}/approvals/{token}", stack.base_url);

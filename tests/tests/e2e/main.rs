@@ -13,5 +13,6 @@ mod mfa;
 mod policy;
 mod races;
 mod refusals;
+mod reviews;
 mod revocation;
 mod visibility;
