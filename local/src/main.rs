@@ -402,6 +402,10 @@ async fn wait_for_state(
 /// deployed, an EventBridge rule runs it every few minutes.
 const SWEEP_EVERY_ROUNDS: u64 = 60;
 
+/// How often the local stack raises alerts and checks access reviews, in rounds of about a
+/// second; deployed, an EventBridge rule runs it every hour.
+const OVERSIGHT_EVERY_ROUNDS: u64 = 3600;
+
 /// Background work of the stack: fire due schedules, sweep, show new mail and policy changes.
 async fn watch(
     clients: AwsClients,
@@ -419,6 +423,14 @@ async fn watch(
             match pim_revocation::sweep(&pim).await {
                 Ok(report) => log(&format!("sweep: {report}")),
                 Err(err) => log(&format!("sweep failed: {err}")),
+            }
+        }
+        // Alerts and access reviews: hourly deployed, and once at start here so the
+        // example's scheduled review shows its mail.
+        if round % OVERSIGHT_EVERY_ROUNDS == 1 {
+            match pim_revocation::oversight(&pim).await {
+                Ok(report) => log(&format!("oversight: {report}")),
+                Err(err) => log(&format!("oversight failed: {err}")),
             }
         }
         match fire_due(&clients.scheduler, &group, &pim, SystemClock.now()).await {

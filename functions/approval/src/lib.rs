@@ -89,10 +89,7 @@ async fn decide_review(pim: &Pim, token: &str, request: &Request) -> Response<Bo
         Err(refusal) => return page::problem(&pim.refuse_link_use(refusal).await),
     };
     match pim.decide_review(token, verdict).await {
-        Ok(campaign) => {
-            let person = pim.open_review_link(token).await.map(|v| v.person).unwrap_or_default();
-            page::review_outcome(&campaign, &person)
-        }
+        Ok((campaign, person)) => page::review_outcome(&campaign, &person),
         Err(err) => page::problem(&err),
     }
 }

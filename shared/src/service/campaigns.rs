@@ -311,8 +311,12 @@ impl Pim {
     }
 
     /// Records a reviewer's decision through a link; completes the campaign when it was the
-    /// last one.
-    pub async fn decide_review(&self, token: &str, verdict: ReviewVerdict) -> Result<Campaign> {
+    /// last one. Returns the campaign and the person decided about.
+    pub async fn decide_review(
+        &self,
+        token: &str,
+        verdict: ReviewVerdict,
+    ) -> Result<(Campaign, String)> {
         let view = match self.read_review_link(token).await {
             Ok(view) => view,
             Err((refusal, claims)) if refusal.is_refusal() => {
@@ -366,9 +370,9 @@ impl Pim {
         }
         tracing::info!(campaign = %next.id, reviewer = %reviewer.id, person = %person, decision = verdict.as_str(), "review decision recorded");
         if next.undecided().is_empty() {
-            return self.complete_campaign(next).await;
+            return Ok((self.complete_campaign(next).await?, person));
         }
-        Ok(next)
+        Ok((next, person))
     }
 
     /// Records the completion of a campaign whose people are all decided, with the change
