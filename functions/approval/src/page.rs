@@ -80,7 +80,8 @@ pub fn outcome(request: &AccessRequest) -> Response<Body> {
 pub fn review(view: &ReviewLinkView, csrf: &str) -> Response<Body> {
     let campaign = &view.campaign;
     let mut body = format!(
-        "<h1>Access review</h1><p>May <strong>{}</strong> keep the right to request          <strong>{}</strong>?</p>{}",
+        "<h1>Access review</h1><p>May <strong>{}</strong> keep the right to request \
+         <strong>{}</strong>?</p>{}",
         escape_html(&view.person),
         escape_html(&campaign.role),
         review_table(campaign, &view.person)
@@ -89,7 +90,12 @@ pub fn review(view: &ReviewLinkView, csrf: &str) -> Response<Body> {
         campaign.items.iter().find(|i| i.person == view.person).and_then(|i| i.decision.as_ref());
     match decided {
         None if campaign.completed_at.is_none() => body.push_str(&format!(
-            "<p>Deciding as <strong>{}</strong>.</p>             <form method=\"post\">             <input type=\"hidden\" name=\"csrf\" value=\"{}\">             <button type=\"submit\" name=\"decision\" value=\"keep\">Keep</button>             <button type=\"submit\" name=\"decision\" value=\"remove\">Remove</button>             </form>",
+            "<p>Deciding as <strong>{}</strong>.</p>\
+             <form method=\"post\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" name=\"decision\" value=\"keep\">Keep</button>\
+             <button type=\"submit\" name=\"decision\" value=\"remove\">Remove</button>\
+             </form>",
             escape_html(&view.reviewer.id),
             escape_html(csrf)
         )),

@@ -239,10 +239,12 @@ impl Pim {
             .with("reviewers", campaign.reviewers.clone())
             .with("deadline", iam_time(campaign.deadline));
         self.store.create_campaign(&campaign, &record).await?;
-        tracing::info!(campaign = %campaign.id, role = %campaign.role, people = campaign.items.len(), "access review started");
+        tracing::info!(campaign = %campaign.id, role = %campaign.role,
+            people = campaign.items.len(), "access review started");
         for mail in mails {
             if let Err(err) = self.mailer.send(&mail).await {
-                tracing::error!(campaign = %campaign.id, to = %mail.to, error = ?err, "review mail not sent");
+                tracing::error!(campaign = %campaign.id, to = %mail.to, error = ?err,
+                    "review mail not sent");
             }
         }
         if campaign.items.is_empty() {
@@ -368,7 +370,8 @@ impl Pim {
             }
             return Err(err);
         }
-        tracing::info!(campaign = %next.id, reviewer = %reviewer.id, person = %person, decision = verdict.as_str(), "review decision recorded");
+        tracing::info!(campaign = %next.id, reviewer = %reviewer.id, person = %person,
+            decision = verdict.as_str(), "review decision recorded");
         if next.undecided().is_empty() {
             return Ok((self.complete_campaign(next).await?, person));
         }
@@ -402,7 +405,8 @@ impl Pim {
         for admin in administrators {
             let mail = completion_mail(&next, admin, &removed, &diff);
             if let Err(err) = self.mailer.send(&mail).await {
-                tracing::error!(campaign = %next.id, error = ?err, "review completion mail not sent");
+                tracing::error!(campaign = %next.id, error = ?err,
+                    "review completion mail not sent");
             }
         }
         Ok(next)
