@@ -1390,6 +1390,17 @@ fn each_rule_catches_its_breach() {
         ("a requester route is open", "routes are authorized", |t| {
             t["Resources"]["CreateRequestRoute"]["Properties"]["AuthorizationType"] = yaml("NONE");
         }),
+        ("the report is open", "routes are authorized", |t| {
+            t["Resources"]["ShowReportRoute"]["Properties"]["AuthorizationType"] = yaml("NONE");
+        }),
+        ("starting a review goes to the approval function", "routes are authorized", |t| {
+            t["Resources"]["StartReviewRoute"]["Properties"]["Target"] =
+                yaml("!Sub integrations/${ApprovalIntegration}");
+        }),
+        ("the oversight stops", "scheduled work is declared", |t| {
+            t["Resources"]["RevocationFunction"]["Properties"]["Events"]["Oversight"]["Properties"]
+                ["Enabled"] = Value::Bool(false);
+        }),
     ];
     for (breach, rule, mutate) in cases {
         let mut template = template();
