@@ -8,7 +8,7 @@
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use pim::api::{caller_of, json_response, oidc_mfa_of, problem_response, read_json};
-use pim::service::{ConfirmEnrollment, Extension, NewRequest, NewReview, Pim};
+use pim::service::{ConfirmEnrollment, Extended, Extension, NewRequest, NewReview, Pim};
 use pim::{PimError, Result};
 use serde_json::json;
 
@@ -56,8 +56,15 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
         (&Method::POST, ["grants", id, "extend"]) => {
             let mut input: Extension = read_json(request)?;
             input.oidc_mfa = oidc_mfa_of(request, pim.clock.now());
-            let extended = pim.extend_grant(&caller_of(request)?, id, input).await?;
-            Ok(json_response(200, &extended))
+            match pim.extend_grant(&caller_of(request)?, id, input).await? {
+                Extended::Now(extended) => Ok(json_response(200, &extended)),
+                Extended::Asked(asked) => {
+                    let mut body =
+                        serde_json::to_value(&asked.request).expect("request serializes");
+                    body["undelivered_notifications"] = json!(asked.undelivered);
+                    Ok(json_response(202, &body))
+                }
+            }
         }
         (&Method::POST, ["mfa", "enrollment"]) => {
             let issued = pim.begin_mfa_enrollment(&caller_of(request)?).await?;

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 pub use approvals::LinkView;
 pub use grants::ExpiryOutcome;
-pub use holders::{Extension, Revocation};
+pub use holders::{Extended, Extension, Revocation};
 pub use mfa::{ConfirmEnrollment, NewEnrollment};
 pub use requests::{Created, NewRequest};
 pub use reviews::NewReview;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod events;
+mod extensions;
 mod holders;
 mod lifecycle;
 mod links;
