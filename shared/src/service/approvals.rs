@@ -147,6 +147,10 @@ impl Pim {
             .with("approvals", next.approvals())
             .with("quorum", next.quorum);
         let record = if code_checked { record.with("mfa", "totp") } else { record };
+        let record = match &next.extends {
+            Some(asked) => record.with("extends", asked.grant_id.clone()),
+            None => record,
+        };
         if let (RequestState::Applied, Some(original)) = (next.state, extended) {
             return self.apply_extension(next, record, original, &claims.lid).await;
         }

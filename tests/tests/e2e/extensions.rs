@@ -118,6 +118,7 @@ async fn an_approved_extension_moves_the_grants_end_condition_and_schedule_toget
     assert!(extension["grant"].is_null(), "it opens no grant of its own");
     assert_eq!(actions(&extension), ["request.created", "request.approved"]);
     let decided = &extension["history"].as_array().unwrap()[1];
+    assert_eq!(decided["details"]["extends"], grant.as_str());
     assert_eq!(decided["sequence"].as_u64().unwrap() + 1, last["sequence"].as_u64().unwrap());
 
     let told = stack.all_mail_to("alice@example.com", &id).await;
