@@ -124,6 +124,10 @@ const DETAIL_FIELDS: &[&str] = &[
     "finding",
     "comment",
     "previous_ends_at",
+    "extends",
+    "extend_to",
+    "extension_request",
+    "approved_by",
     "revoked_by",
     "access_ended",
     "alert",
@@ -200,9 +204,11 @@ pub fn detail_type_of(record: &AuditRecord) -> Option<&'static str> {
     }
 }
 
-/// The request's state right after the action, where the action alone decides it.
-fn state_after(action: AuditAction) -> Option<&'static str> {
-    match action {
+/// The request's state right after the record, where its action (and, for an approval,
+/// whether it applied an extension) decides it.
+fn state_after(record: &AuditRecord) -> Option<&'static str> {
+    match record.action {
+        AuditAction::RequestApproved if record.details.contains_key("extends") => Some("applied"),
         AuditAction::RequestCreated
         | AuditAction::ApprovalRecorded
         | AuditAction::RequestReminded => Some("pending"),
@@ -238,7 +244,7 @@ pub fn event_of(record: &AuditRecord) -> Option<LifecycleEvent> {
     put("grant_id", record.grant_id.clone().map(Value::from));
     put("requester", record.requester.clone().map(Value::from));
     put("role", record.role.clone().map(Value::from));
-    put("state", state_after(record.action).map(Value::from));
+    put("state", state_after(record).map(Value::from));
     put("actor", serde_json::to_value(&record.actor).ok());
     put("source", serde_json::to_value(record.source).ok());
     put("code", record.code.clone().map(Value::from));
@@ -393,6 +399,24 @@ mod tests {
         assert_eq!(event.detail["state"], "approved");
         let flag_off = record(AuditAction::RequestApproved).with("break_glass", false);
         assert_eq!(detail_type_of(&flag_off), Some("Request Approved"));
+    }
+
+    #[test]
+    fn the_approval_that_applies_an_extension_says_applied_and_names_the_grant() {
+        let applied = record(AuditAction::RequestApproved).with("extends", "grant-7");
+        let event = event_of(&applied).unwrap();
+        assert_eq!(event.detail_type, "Request Approved");
+        assert_eq!(
+            (&event.detail["state"], &event.detail["extends"]),
+            (&json!("applied"), &json!("grant-7"))
+        );
+        let extended = record(AuditAction::GrantExtended)
+            .with("extension_request", "req-8")
+            .with("approved_by", vec!["carol".to_string()]);
+        let event = event_of(&extended).unwrap();
+        assert_eq!(event.detail["state"], "active");
+        assert_eq!(event.detail["extension_request"], "req-8");
+        assert_eq!(event.detail["approved_by"], json!(["carol"]));
     }
 
     #[test]

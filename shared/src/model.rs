@@ -10,6 +10,11 @@
 //! expired (not decided in time)                revoked (relinquished, or by an administrator)
 //! ```
 //!
+//! An extension that needs approvers is a request of its own that names the grant it
+//! extends: it is pending and decided like any other, but the approval that completes its
+//! quorum moves it to `applied` (its time added to that grant, in the same transaction)
+//! instead of opening a grant of its own.
+//!
 //! Every transition is a pure function from one request to the next with its version
 //! incremented; the store writes it only if the stored version is still the one it was read
 //! at, so two racing decisions can never both win.
@@ -39,6 +44,8 @@ pub enum RequestState {
     Failed,
     /// The grant was ended before its time, by its holder or an administrator.
     Revoked,
+    /// An extension request whose approved time was added to the grant it extends.
+    Applied,
 }
 
 impl RequestState {
@@ -53,6 +60,7 @@ impl RequestState {
             Self::Expired => "expired",
             Self::Failed => "failed",
             Self::Revoked => "revoked",
+            Self::Applied => "applied",
         }
     }
 }
@@ -213,6 +221,22 @@ pub struct AccessRequest {
     /// When approvers who had not decided were reminded; they are reminded once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminded_at: Option<DateTime<Utc>>,
+    /// For an extension request: the grant it extends and the end it asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<ExtensionOf>,
+}
+
+/// What an extension request asks for: a later end of one active grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionOf {
+    /// The grant to extend.
+    pub grant_id: String,
+    /// The request that holds that grant.
+    pub request_id: String,
+    /// The grant's end when the extension was asked for.
+    pub ends_at: DateTime<Utc>,
+    /// The end asked for: the approvers approve exactly this time.
+    pub extend_to: DateTime<Utc>,
 }
 
 /// What the scheduler delivers to the revocation function at a grant's end.
@@ -320,6 +344,11 @@ impl AccessRequest {
         if next.approvals() < self.quorum.max(1) as usize {
             return Ok(next);
         }
+        if self.extends.is_some() {
+            // Its time goes to the grant it extends, written in the same transaction.
+            next.state = RequestState::Applied;
+            return Ok(next);
+        }
         next.open_grant(at)?;
         Ok(next)
     }
@@ -328,6 +357,12 @@ impl AccessRequest {
     /// break-glass); the grant window starts now.
     pub fn approve_by_policy(&self, at: DateTime<Utc>) -> Result<Self> {
         self.ensure_decidable(at)?;
+        if self.extends.is_some() {
+            return Err(PimError::conflict(
+                "invalid_state",
+                format!("extension request {} is decided by approvers", self.id),
+            ));
+        }
         let mut next = self.next(RequestState::Pending, at);
         next.open_grant(at)?;
         Ok(next)
@@ -581,11 +616,38 @@ mod tests {
             drift: None,
             review: None,
             reminded_at: None,
+            extends: None,
         }
     }
 
     fn t(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_extension_request_is_applied_at_its_quorum_and_opens_no_grant_of_its_own() {
+        let mut request = pending(t("2026-12-03T10:00:00Z"));
+        request.quorum = 2;
+        request.extends = Some(ExtensionOf {
+            grant_id: "grant-9".into(),
+            request_id: "req-9".into(),
+            ends_at: t("2026-12-03T10:30:00Z"),
+            extend_to: t("2026-12-03T11:30:00Z"),
+        });
+        let once = request.approve("bob", t("2026-12-03T10:01:00Z")).unwrap();
+        assert_eq!((once.state, once.grant.is_none()), (RequestState::Pending, true));
+        let twice = once.approve("carol", t("2026-12-03T10:02:00Z")).unwrap();
+        assert_eq!((twice.state, twice.version), (RequestState::Applied, 3));
+        assert!(twice.grant.is_none(), "the time goes to grant-9, not to a grant of its own");
+        assert!(twice.activate(t("2026-12-03T10:03:00Z")).is_err());
+        assert!(twice.deny("erin", t("2026-12-03T10:03:00Z")).is_err(), "applied is final");
+        assert_eq!(
+            request.approve_by_policy(t("2026-12-03T10:01:00Z")).unwrap_err().code(),
+            "invalid_state",
+            "no rule approves an extension request by itself"
+        );
+        let denied = once.deny("erin", t("2026-12-03T10:02:00Z")).unwrap();
+        assert_eq!(denied.state, RequestState::Denied, "deny wins as for any request");
     }
 
     #[test]

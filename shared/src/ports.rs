@@ -42,6 +42,16 @@ pub trait RequestStore: Send + Sync {
         consume_link: Option<&str>,
     ) -> Result<()>;
 
+    /// Commits several requests' transitions, each with its record (sealed into the chain
+    /// in the order given) and each conditional on its previous version, and the
+    /// consumption of a one-time link id, as one all-or-nothing write: an extension's final
+    /// approval and the extended grant. Conflicts as for [`RequestStore::commit_transition`].
+    async fn commit_transitions(
+        &self,
+        changes: &[(&AccessRequest, &AuditRecord)],
+        consume_link: Option<&str>,
+    ) -> Result<()>;
+
     /// Writes the record of a refusal that changed nothing else, into the chain.
     async fn record_refusal(&self, record: &AuditRecord) -> Result<()>;
 

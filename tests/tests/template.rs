@@ -70,6 +70,7 @@ fn expected_actions(role: &str) -> BTreeSet<&'static str> {
             "iam:GetPolicy",
             "iam:GetPolicyVersion",
             "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
             "iam:PassRole",
             "ses:SendEmail",
         ],

@@ -23,8 +23,12 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:42rem;margi
 /// still pending.
 pub fn confirmation(view: &LinkView, csrf: &str) -> Response<Body> {
     let request = &view.request;
+    let (title, asks) = match &request.extends {
+        None => ("Access request", "asks for"),
+        Some(_) => ("Extension request", "asks for more time on their grant of"),
+    };
     let mut body = format!(
-        "<h1>Access request</h1><p>{} asks for <strong>{}</strong>.</p>{}",
+        "<h1>{title}</h1><p>{} {asks} <strong>{}</strong>.</p>{}",
         escape_html(&request.requester),
         escape_html(&request.role),
         facts_table(request)
@@ -64,6 +68,14 @@ pub fn outcome(request: &AccessRequest) -> Response<Body> {
             format!("Approved. Access is active until {} UTC.", iam_time(grant.ends_at))
         }
         (RequestState::Denied, _) => "Denied. The requester has been told.".to_string(),
+        (RequestState::Applied, _) => match &request.extends {
+            Some(asked) => format!(
+                "Approved. Grant {} now lasts until {} UTC.",
+                asked.grant_id,
+                iam_time(asked.extend_to)
+            ),
+            None => "Approved.".to_string(),
+        },
         (RequestState::Pending, _) => format!(
             "Your approval is recorded. {} of {} approvals so far.",
             request.approvals(),
@@ -163,10 +175,19 @@ fn facts_table(request: &AccessRequest) -> String {
         ("Lands on", request.target_role_arn.clone()),
         ("Duration", format_iso(request.duration_secs)),
         ("Justification", request.justification.clone()),
+    ];
+    if let Some(asked) = &request.extends {
+        rows.extend([
+            ("Extends grant", asked.grant_id.clone()),
+            ("Now ends at", format!("{} UTC", iam_time(asked.ends_at))),
+            ("Would end at", format!("{} UTC", iam_time(asked.extend_to))),
+        ]);
+    }
+    rows.extend([
         ("Requested at", format!("{} UTC", iam_time(request.created_at))),
         ("Decide before", format!("{} UTC", iam_time(request.pending_until))),
         ("State", request.state.as_str().to_string()),
-    ];
+    ]);
     for decision in &request.decisions {
         rows.push((
             "Decided",

@@ -13,8 +13,8 @@ use pim::api::{
     caller_of, json_response, oidc_mfa_of, problem_response, query_of, read_json, text_response,
 };
 use pim::service::{
-    ConfirmEnrollment, EligibilityQuery, Extension, GrantScope, NewCampaign, NewRequest, NewReview,
-    Pim,
+    ConfirmEnrollment, EligibilityQuery, Extended, Extension, GrantScope, NewCampaign, NewRequest,
+    NewReview, Pim,
 };
 use pim::{PimError, Result};
 use serde_json::json;
@@ -63,8 +63,15 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
         (&Method::POST, ["grants", id, "extend"]) => {
             let mut input: Extension = read_json(request)?;
             input.oidc_mfa = oidc_mfa_of(request, pim.clock.now());
-            let extended = pim.extend_grant(&caller_of(request)?, id, input).await?;
-            Ok(json_response(200, &extended))
+            match pim.extend_grant(&caller_of(request)?, id, input).await? {
+                Extended::Now(extended) => Ok(json_response(200, &extended)),
+                Extended::Asked(asked) => {
+                    let mut body =
+                        serde_json::to_value(&asked.request).expect("request serializes");
+                    body["undelivered_notifications"] = json!(asked.undelivered);
+                    Ok(json_response(202, &body))
+                }
+            }
         }
         (&Method::POST, ["mfa", "enrollment"]) => {
             let issued = pim.begin_mfa_enrollment(&caller_of(request)?).await?;

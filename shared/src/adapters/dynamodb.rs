@@ -118,6 +118,7 @@ fn is_closed(state: RequestState) -> bool {
             | RequestState::Expired
             | RequestState::Failed
             | RequestState::Revoked
+            | RequestState::Applied
     )
 }
 
@@ -260,14 +261,32 @@ impl DynamoRequestStore {
     where
         F: Fn(&AuditRecord) -> Result<Vec<(Part, TransactWriteItem)>>,
     {
+        self.append_all(std::slice::from_ref(record), |sealed| state(&sealed[0])).await
+    }
+
+    /// Seals `records` one after another on the current chain head and commits them with
+    /// the items `state` builds for the sealed records, in one transaction; seals again
+    /// when only the head moved meanwhile.
+    async fn append_all<F>(&self, records: &[AuditRecord], state: F) -> Result<()>
+    where
+        F: Fn(&[AuditRecord]) -> Result<Vec<(Part, TransactWriteItem)>>,
+    {
         for attempt in 0..CHAIN_ATTEMPTS {
             let head = self.chain_head().await?;
-            let (sealed, next) = chain::seal(record.clone(), &head);
+            let mut sealed = Vec::with_capacity(records.len());
+            let mut next = head.clone();
+            for record in records {
+                let (record, moved) = chain::seal(record.clone(), &next);
+                sealed.push(record);
+                next = moved;
+            }
             let mut staged = state(&sealed)?;
-            staged.push((
-                Part::Chain,
-                self.put(chain_item(&sealed), "attribute_not_exists(pk)", None)?,
-            ));
+            for record in &sealed {
+                staged.push((
+                    Part::Chain,
+                    self.put(chain_item(record), "attribute_not_exists(pk)", None)?,
+                ));
+            }
             staged.push((Part::Chain, self.head_put(&head, &next)?));
             let (parts, items): (Vec<Part>, Vec<TransactWriteItem>) = staged.into_iter().unzip();
 
@@ -410,22 +429,35 @@ impl RequestStore for DynamoRequestStore {
         record: &AuditRecord,
         consume_link: Option<&str>,
     ) -> Result<()> {
-        self.append(record, |sealed| {
-            let expected = HashMap::from([(":expected".to_string(), n(next.version - 1))]);
-            let history = history_item(sealed, &next.id, next.version);
-            let mut items = vec![
-                (
+        self.commit_transitions(&[(next, record)], consume_link).await
+    }
+
+    async fn commit_transitions(
+        &self,
+        changes: &[(&AccessRequest, &AuditRecord)],
+        consume_link: Option<&str>,
+    ) -> Result<()> {
+        let records: Vec<AuditRecord> =
+            changes.iter().map(|(_, record)| (*record).clone()).collect();
+        self.append_all(&records, |sealed| {
+            let mut items = Vec::with_capacity(changes.len() * 2 + 1);
+            for ((next, _), sealed) in changes.iter().zip(sealed) {
+                let expected = HashMap::from([(":expected".to_string(), n(next.version - 1))]);
+                let history = history_item(sealed, &next.id, next.version);
+                items.push((
                     Part::Request,
                     self.put(request_item(next), "version = :expected", Some(expected))?,
-                ),
-                (Part::History, self.put(history, "attribute_not_exists(pk)", None)?),
-            ];
+                ));
+                items.push((Part::History, self.put(history, "attribute_not_exists(pk)", None)?));
+            }
             if let Some(link_id) = consume_link {
+                let first = changes.first().map(|(next, _)| next.id.as_str()).unwrap_or_default();
+                let consumed_at = sealed.first().map(|r| r.time.to_rfc3339()).unwrap_or_default();
                 let link = HashMap::from([
                     ("pk".into(), s(format!("LINK#{link_id}"))),
                     ("sk".into(), s("LINK")),
-                    ("request_id".into(), s(&next.id)),
-                    ("consumed_at".into(), s(sealed.time.to_rfc3339())),
+                    ("request_id".into(), s(first)),
+                    ("consumed_at".into(), s(consumed_at)),
                 ]);
                 items.push((Part::Link, self.put(link, "attribute_not_exists(pk)", None)?));
             }

@@ -1,4 +1,9 @@
 //! The approver's side: opening a link (which changes nothing) and deciding.
+//!
+//! An extension request is decided the same way. Each approval first checks that the grant
+//! it extends is still active and may still end at the time asked for; the approval that
+//! completes the quorum commits the decision and the grant's new end in one transaction,
+//! then moves the grant's schedule and policy as an extension without approvers does.
 
 use super::{Pim, RefusalSubject};
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
@@ -6,6 +11,7 @@ use crate::catalog::Person;
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
 use crate::model::{AccessRequest, RequestState, Verdict};
+use crate::render::iam_time;
 use crate::token::{self, LinkClaims};
 
 /// What an approval link shows: the request, and who the link belongs to.
@@ -102,6 +108,19 @@ impl Pim {
         {
             return Err(self.refuse_decision(actor, subject, refusal).await);
         }
+        // An approval of an extension counts only while its grant can still be extended.
+        let extended = match (verdict, &request.extends) {
+            (Verdict::Approve, Some(_)) if request.state == RequestState::Pending => {
+                match self.grant_to_extend(&request).await {
+                    Ok(original) => Some(original),
+                    Err(refusal) if refusal.is_refusal() => {
+                        return Err(self.refuse_decision(actor, subject, refusal).await);
+                    }
+                    Err(fault) => return Err(fault),
+                }
+            }
+            _ => None,
+        };
         // The code comes last of the checks, so it is spent only on a decision that counts.
         let code_checked = verdict == Verdict::Approve && request.approver_mfa;
         if code_checked && let Err(err) = self.check_code(&approver.id, mfa_code).await {
@@ -132,6 +151,13 @@ impl Pim {
             .with("approvals", next.approvals())
             .with("quorum", next.quorum);
         let record = if code_checked { record.with("mfa", "totp") } else { record };
+        let record = match &next.extends {
+            Some(asked) => record.with("extends", asked.grant_id.clone()),
+            None => record,
+        };
+        if let (RequestState::Applied, Some(original)) = (next.state, extended) {
+            return self.apply_extension(next, record, original, &claims.lid).await;
+        }
         if let Err(err) = self.store.commit_transition(&next, &record, Some(&claims.lid)).await {
             if err.is_refusal() {
                 return Err(self.refuse_decision(actor, subject, err).await);
@@ -148,6 +174,96 @@ impl Pim {
             }
             _ => Ok(next),
         }
+    }
+
+    /// The active request whose grant `extension` asks to extend, if that grant can still
+    /// end at the time asked for; why not otherwise.
+    async fn grant_to_extend(&self, extension: &AccessRequest) -> Result<AccessRequest> {
+        let asked = extension.extends.as_ref().expect("an extension request");
+        let ended = || {
+            PimError::refused(
+                "grant_ended",
+                format!("grant {} has ended; there is nothing to extend", asked.grant_id),
+            )
+        };
+        let original = self.store.load_request(&asked.request_id).await?.ok_or_else(ended)?;
+        let grant = original.grant.as_ref().filter(|g| g.id == asked.grant_id).ok_or_else(ended)?;
+        let now = self.clock.now();
+        if original.state != RequestState::Active || grant.ends_at <= now {
+            return Err(ended());
+        }
+        if grant.ends_at >= asked.extend_to {
+            return Err(PimError::refused(
+                "already_extended",
+                format!(
+                    "grant {} already ends at {}, no earlier than this extension asks",
+                    grant.id,
+                    iam_time(grant.ends_at)
+                ),
+            ));
+        }
+        let role = self.catalog.role(&original.role).ok_or_else(|| {
+            PimError::refused("role_not_in_catalog", "the role left the policy document")
+        })?;
+        let total_secs = (asked.extend_to - grant.starts_at).num_seconds().max(0) as u64;
+        if total_secs > role.max_secs {
+            return Err(PimError::refused(
+                "duration_over_maximum",
+                format!(
+                    "{} now allows at most {} from the grant's start",
+                    role.name,
+                    crate::duration::format_iso(role.max_secs)
+                ),
+            ));
+        }
+        Ok(original)
+    }
+
+    /// Commits the approval that completes an extension's quorum together with the grant's
+    /// new end, then puts the new end in place. A lost race on either request writes
+    /// nothing and is refused like any stale decision.
+    async fn apply_extension(
+        &self,
+        applied: AccessRequest,
+        decision: AuditRecord,
+        original: AccessRequest,
+        link_id: &str,
+    ) -> Result<AccessRequest> {
+        let asked = applied.extends.clone().expect("an extension request");
+        let approver = decision.actor.clone();
+        let subject = RefusalSubject { request_id: Some(&applied.id), role: Some(&applied.role) };
+        let now = self.clock.now();
+        let previous_end = original.grant.as_ref().map_or(asked.ends_at, |g| g.ends_at);
+        let extended = match original.extend(asked.extend_to, now) {
+            Ok(extended) => extended,
+            Err(refusal) => return Err(self.refuse_decision(approver, subject, refusal).await),
+        };
+        let record = super::holders::extension_record(
+            &extended,
+            Actor::system("extension"),
+            previous_end,
+            now,
+        )
+        .with("approval_rule", applied.approval_rule.clone())
+        .with("extension_request", applied.id.clone())
+        .with(
+            "approved_by",
+            applied.decisions.iter().map(|d| d.approver.clone()).collect::<Vec<_>>(),
+        );
+        let changes = [(&applied, &decision), (&extended, &record)];
+        if let Err(err) = self.store.commit_transitions(&changes, Some(link_id)).await {
+            if err.is_refusal() {
+                return Err(self.refuse_decision(approver, subject, err).await);
+            }
+            return Err(err);
+        }
+        tracing::info!(request_id = %applied.id, grant_id = %asked.grant_id,
+            extend_to = %iam_time(asked.extend_to), "extension approved");
+        let role = self.catalog.role(&extended.role).ok_or_else(|| {
+            PimError::refused("role_not_in_catalog", "the role left the policy document")
+        })?;
+        self.put_extension_in_place(&extended, role, previous_end).await?;
+        Ok(applied)
     }
 
     fn still_eligible(&self, request: &AccessRequest) -> Result<()> {

@@ -11,21 +11,29 @@
 //!
 //! Extension runs in the request function. The new end must stay within the role's maximum
 //! counted from the grant's start, and the policy decides as for a new request of that
-//! total length: extension in place happens only where an approval rule approves it by
-//! itself; where approvers are needed the holder asks for a new grant, which overlaps the
-//! current one without ending it. The transition commits first, then the schedule moves and
-//! the policy is rewritten with the new end; a failure after the commit leaves access
-//! ending at the old time (IAM's condition, and the old schedule), never later than recorded.
+//! total length. Where a rule approves it by itself the grant is extended at once. Where
+//! approvers are needed, the extension is a request of its own (with a reason, and the
+//! requester's second factor where the role asks for one) that names the grant and the end
+//! it asks for; its approvers decide it through the same links, quorum and second factor as
+//! any request, and the approval that completes its quorum moves the grant's end in the same
+//! transaction (see [`super::approvals`]). It can be decided only while the grant lasts: its
+//! deadline is the grant's end at the latest. Either way the transition commits first, then
+//! the schedule moves and the policy is rewritten with the new end; a failure after the
+//! commit leaves access ending at the old time (IAM's condition, and the old schedule),
+//! never later than recorded. A break-glass grant is not extended: its holder asks again.
 
-use super::{Pim, RefusalSubject};
+use super::requests::checked_justification;
+use super::{Created, Pim, RefusalSubject};
 use crate::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
-use crate::catalog::{Person, role_name_of};
+use crate::catalog::{ApprovalPlan, CatalogRole, Person, role_name_of};
 use crate::duration::{DurationInput, format_iso};
 use crate::error::{PimError, Result};
 use crate::identity::Principal;
-use crate::model::{AccessRequest, ExpiryEvent, RequestState, request_id_of_grant};
+use crate::model::{
+    AccessRequest, ExpiryEvent, ExtensionOf, RequestState, new_id, request_id_of_grant,
+};
 use crate::render::{iam_time, render_grant_policy};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 /// The body of `POST /grants/{id}/revoke`.
@@ -43,12 +51,25 @@ pub struct Revocation {
 pub struct Extension {
     /// How much longer (`30m`, `PT30M`, seconds).
     pub by: DurationInput,
+    /// Why more time is needed; required when the longer grant needs approvers, who read
+    /// it as the justification of the extension request.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// A one-time code, where the role requires MFA of requesters.
     #[serde(default)]
     pub mfa_code: Option<crate::mfa::OneTimeCode>,
     /// Whether the authorizer asserted a fresh multi-factor sign-in; never from the body.
     #[serde(skip)]
     pub oidc_mfa: bool,
+}
+
+/// What became of an extension.
+#[derive(Debug, Clone)]
+pub enum Extended {
+    /// A rule approved the longer grant by itself: the grant (its request) ends later now.
+    Now(AccessRequest),
+    /// Approvers must agree: the extension request, stored and sent to them.
+    Asked(Created),
 }
 
 /// The shortest and longest reason accepted, in characters.
@@ -121,14 +142,15 @@ impl Pim {
         Ok(next)
     }
 
-    /// Gives the caller's own active grant `input.by` more time, where the policy approves
-    /// the longer grant by itself.
+    /// Gives the caller's own active grant `input.by` more time: at once where a rule of
+    /// the policy approves the longer grant by itself, or through an extension request to
+    /// the approvers the policy names.
     pub async fn extend_grant(
         &self,
         caller: &Principal,
         grant_id: &str,
         input: Extension,
-    ) -> Result<AccessRequest> {
+    ) -> Result<Extended> {
         let person = self.known_person(caller)?.clone();
         let actor = Actor::person(&person.id, Some(caller.as_str()));
         let request = self.grant_visible_to(&person, grant_id).await?;
@@ -139,12 +161,16 @@ impl Pim {
         }
         let now = self.clock.now();
         let checked = self.extension_allowed(&request, &person, caller, by_secs, now);
-        let (role, plan_rule, ends_at) = match checked {
+        let (role, plan, ends_at) = match checked {
             Ok(allowed) => allowed,
             Err(refusal) if refusal.is_refusal() => {
                 return Err(self.refuse_change(actor, subject, refusal).await);
             }
             Err(fault) => return Err(fault),
+        };
+        let reason = match plan.auto_approve {
+            true => None,
+            false => Some(extension_reason(role, input.reason.as_deref())?),
         };
         let code = input.mfa_code.as_ref().map(crate::mfa::OneTimeCode::as_str);
         let mfa = match self.requester_factor(role, &person.id, code, input.oidc_mfa).await {
@@ -154,47 +180,50 @@ impl Pim {
             }
             Err(fault) => return Err(fault),
         };
+        if let Some(reason) = reason {
+            let asked = ExtensionAsk { original: &request, caller, person: &person, role, plan };
+            return self.ask_extension(asked, ends_at, reason, mfa).await.map(Extended::Asked);
+        }
 
         let next = match request.extend(ends_at, now) {
             Ok(next) => next,
             Err(refusal) => return Err(self.refuse_change(actor, subject, refusal).await),
         };
-        let grant = next.grant.clone().expect("an extended request has a grant");
-        let document = match role.renders_inline() {
-            true => {
-                let managed = self
-                    .managed
-                    .checked(&role.managed_policies, &self.catalog.protected_resources)
-                    .await?;
-                Some(render_grant_policy(role, grant.window(), &managed)?)
-            }
-            false => None,
-        };
-        let previous_end = request.grant.as_ref().map(|g| g.ends_at).unwrap_or(grant.ends_at);
+        let previous_end = request.grant.as_ref().map(|g| g.ends_at).unwrap_or(ends_at);
         let mut record =
-            AuditRecord::new(AuditAction::GrantExtended, Outcome::Success, actor, Source::Api, now)
-                .about(&next)
-                .with("previous_ends_at", iam_time(previous_end))
-                .with("ends_at", iam_time(grant.ends_at))
-                .with("duration", format_iso(next.duration_secs))
-                .with("approval_rule", plan_rule);
+            extension_record(&next, actor, previous_end, now).with("approval_rule", plan.rule);
         if let Some(mfa) = mfa {
             record = record.with("mfa", mfa);
         }
         self.store.commit_transition(&next, &record, None).await?;
+        self.put_extension_in_place(&next, role, previous_end).await?;
+        Ok(Extended::Now(next))
+    }
 
+    /// Moves an extended grant's schedule and rewrites its policy with the end its
+    /// committed transition recorded, and tells the holder.
+    pub(crate) async fn put_extension_in_place(
+        &self,
+        next: &AccessRequest,
+        role: &CatalogRole,
+        previous_end: DateTime<Utc>,
+    ) -> Result<()> {
+        let grant = next.grant.clone().expect("an extended request has a grant");
         // The schedule first: if the policy then fails, IAM still ends access at the old
         // time and the moved schedule removes the inert policy later.
         let event = ExpiryEvent::for_grant(&next.id, &grant);
         let role_name = role_name_of(&next.target_role_arn);
         let applied = async {
             self.scheduler.reschedule_expiry(&grant.schedule_name(), grant.ends_at, &event).await?;
-            match &document {
-                Some(document) => {
-                    self.binder.put_grant_policy(role_name, &grant.policy_name(), document).await
-                }
-                None => Ok(()),
+            if !role.renders_inline() {
+                return Ok(());
             }
+            let managed = self
+                .managed
+                .checked(&role.managed_policies, &self.catalog.protected_resources)
+                .await?;
+            let document = render_grant_policy(role, grant.window(), &managed)?;
+            self.binder.put_grant_policy(role_name, &grant.policy_name(), &document).await
         };
         if let Err(err) = applied.await {
             tracing::error!(request_id = %next.id, grant_id = %grant.id, error = ?err,
@@ -210,12 +239,91 @@ impl Pim {
         }
         tracing::info!(request_id = %next.id, grant_id = %grant.id, ends_at = %iam_time(grant.ends_at),
             "grant extended");
-        self.tell_extended(&next).await;
-        Ok(next)
+        self.tell_extended(next).await;
+        Ok(())
     }
 
-    /// The role, the rule that approves the longer grant by itself, and the new end; or why
-    /// the extension is refused.
+    /// Stores an extension request for approvers to decide and sends them their links.
+    async fn ask_extension(
+        &self,
+        asked: ExtensionAsk<'_>,
+        extend_to: DateTime<Utc>,
+        reason: String,
+        mfa: Option<&'static str>,
+    ) -> Result<Created> {
+        let ExtensionAsk { original, caller, person, role, plan } = asked;
+        let now = self.clock.now();
+        let grant = original.grant.as_ref().expect("an active request has a grant");
+        let lifetime = now + Duration::seconds(role.constraints.pending_lifetime_secs as i64);
+        let approvers: Vec<&Person> =
+            plan.approvers.iter().filter_map(|id| self.catalog.person(id)).collect();
+        let added_secs = (extend_to - grant.ends_at).num_seconds().max(0) as u64;
+        let request = AccessRequest {
+            id: new_id("req"),
+            requester: person.id.clone(),
+            requester_principal: caller.to_string(),
+            role: role.name.clone(),
+            target_role_arn: original.target_role_arn.clone(),
+            duration_secs: added_secs,
+            justification: reason,
+            created_at: now,
+            // Deciding after the grant ended would extend nothing.
+            pending_until: lifetime.min(grant.ends_at),
+            approvers: approvers.iter().map(|p| p.id.clone()).collect(),
+            approval_rule: plan.rule.clone(),
+            quorum: plan.quorum,
+            approver_mfa: plan.approver_mfa,
+            ticket: original.ticket.clone(),
+            break_glass: false,
+            state: RequestState::Pending,
+            version: 1,
+            updated_at: now,
+            decisions: vec![],
+            grant: None,
+            reason: None,
+            drift: None,
+            review: None,
+            reminded_at: None,
+            extends: Some(ExtensionOf {
+                grant_id: grant.id.clone(),
+                request_id: original.id.clone(),
+                ends_at: grant.ends_at,
+                extend_to,
+            }),
+        };
+        let links = self.signed_links(&request, &approvers).await?;
+        let actor = Actor::person(&person.id, Some(caller.as_str()));
+        let mut record = AuditRecord::new(
+            AuditAction::RequestCreated,
+            Outcome::Success,
+            actor,
+            Source::Api,
+            now,
+        )
+        .about(&request)
+        .with("duration", format_iso(added_secs))
+        .with("justification", request.justification.clone())
+        .with("approvers", request.approvers.clone())
+        .with("approval_rule", plan.rule.clone())
+        .with("quorum", plan.quorum)
+        .with("target_role_arn", request.target_role_arn.clone())
+        .with("extends", grant.id.clone())
+        .with("ends_at", iam_time(grant.ends_at))
+        .with("extend_to", iam_time(extend_to));
+        if let Some(ticket) = &request.ticket {
+            record = record.with("ticket", ticket.clone());
+        }
+        if let Some(mfa) = mfa {
+            record = record.with("mfa", mfa);
+        }
+        self.store.create_request(&request, &record).await?;
+        tracing::info!(request_id = %request.id, grant_id = %grant.id, requester = %person.id,
+            extend_to = %iam_time(extend_to), rule = %plan.rule, "extension requested");
+        Ok(self.ask_approvers(request, links).await)
+    }
+
+    /// The role, the plan that approves the longer grant (by itself or through approvers),
+    /// and the new end; or why the extension is refused.
     fn extension_allowed(
         &self,
         request: &AccessRequest,
@@ -223,7 +331,7 @@ impl Pim {
         caller: &Principal,
         by_secs: u64,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(&crate::catalog::CatalogRole, String, chrono::DateTime<chrono::Utc>)> {
+    ) -> Result<(&CatalogRole, ApprovalPlan, DateTime<Utc>)> {
         if request.requester != person.id {
             return Err(PimError::refused(
                 "not_the_holder",
@@ -268,20 +376,15 @@ impl Pim {
                 ),
             ));
         }
-        let plan = role.approval_plan(person, caller, total_secs, now)?;
-        if !plan.auto_approve || request.break_glass {
+        if request.break_glass {
             return Err(PimError::refused(
                 "extension_needs_approval",
-                format!(
-                    "rule {} needs approvers for {} of {}; ask for a new grant, which overlaps \
-                     this one without ending it",
-                    plan.rule,
-                    format_iso(total_secs),
-                    role.name
-                ),
+                "a break-glass grant is not extended; ask for a new grant, which overlaps this \
+                 one without ending it",
             ));
         }
-        Ok((role, plan.rule, ends_at))
+        let plan = role.approval_plan(person, caller, total_secs, now)?;
+        Ok((role, plan, ends_at))
     }
 
     /// The request behind `grant_id`, if `person` holds the grant or is an administrator;
@@ -309,6 +412,41 @@ impl Pim {
     ) -> PimError {
         self.refuse(AuditAction::GrantChangeRefused, actor, Source::Api, subject, refusal).await
     }
+}
+
+/// What an extension request is made of, besides its end and reason.
+struct ExtensionAsk<'a> {
+    original: &'a AccessRequest,
+    caller: &'a Principal,
+    person: &'a Person,
+    role: &'a CatalogRole,
+    plan: ApprovalPlan,
+}
+
+/// The record of a grant's end moved to `next`'s, from `previous_end`.
+pub(crate) fn extension_record(
+    next: &AccessRequest,
+    actor: Actor,
+    previous_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AuditRecord {
+    let ends_at = next.grant.as_ref().map_or(previous_end, |g| g.ends_at);
+    AuditRecord::new(AuditAction::GrantExtended, Outcome::Success, actor, Source::Api, now)
+        .about(next)
+        .with("previous_ends_at", iam_time(previous_end))
+        .with("ends_at", iam_time(ends_at))
+        .with("duration", format_iso(next.duration_secs))
+}
+
+/// The reason of an extension that needs approvers: the role's rules for a justification.
+fn extension_reason(role: &CatalogRole, reason: Option<&str>) -> Result<String> {
+    let Some(reason) = reason.filter(|r| !r.trim().is_empty()) else {
+        return Err(PimError::invalid(
+            "reason_required",
+            "this extension needs approvers: give a reason for them to read",
+        ));
+    };
+    checked_justification(reason, role, false)
 }
 
 /// A reason as given: trimmed, printable, 10 to 1000 characters; `None` when absent.

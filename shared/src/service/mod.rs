@@ -57,7 +57,7 @@ use std::sync::Arc;
 pub use approvals::LinkView;
 pub use campaigns::{NewCampaign, ReviewVerdict};
 pub use grants::ExpiryOutcome;
-pub use holders::{Extension, Revocation};
+pub use holders::{Extended, Extension, Revocation};
 pub use mfa::{ConfirmEnrollment, NewEnrollment};
 pub use report::Report;
 pub use requests::{Created, NewRequest};

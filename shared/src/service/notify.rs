@@ -24,6 +24,27 @@ impl Pim {
         if request.quorum > 1 {
             facts.push(("Approvals needed", request.quorum.to_string()));
         }
+        if let Some(asked) = &request.extends {
+            let intro = format!(
+                "{} asks to extend their grant of {} by {}, until {}.",
+                request.requester,
+                request.role,
+                format_iso(request.duration_secs),
+                iam_time(asked.extend_to)
+            );
+            let note = "Opening the link shows the extension; nothing is decided until you press Approve or Deny on that page. The link is yours alone and works once. Times are UTC, with the policy's time zone beside them.";
+            return Mail {
+                to: approver.email.clone(),
+                subject: format!(
+                    "[pim] {} asks to extend {} by {}",
+                    request.requester,
+                    request.role,
+                    format_iso(request.duration_secs)
+                ),
+                text: text_body(&intro, &facts, Some(link), note),
+                html: html_body(&intro, &facts, Some(link), note),
+            };
+        }
         let intro = format!(
             "{} asks for {} for {}.",
             request.requester,
@@ -137,6 +158,11 @@ impl Pim {
         if let Some(ticket) = &request.ticket {
             facts.push(("Ticket", ticket.clone()));
         }
+        if let Some(asked) = &request.extends {
+            facts.push(("Extends grant", asked.grant_id.clone()));
+            facts.push(("Grant now ends at", self.when(asked.ends_at)));
+            facts.push(("Would end at", self.when(asked.extend_to)));
+        }
         facts.push(("Requested at", self.when(request.created_at)));
         facts.push(("Request", request.id.clone()));
         facts
@@ -185,7 +211,10 @@ impl Pim {
         if !decided_by.is_empty() {
             facts.push(("Decided by", decided_by.join(", ")));
         }
-        let intro = format!("Your request for {} was {headline}.", request.role);
+        let intro = match request.extends {
+            None => format!("Your request for {} was {headline}.", request.role),
+            Some(_) => format!("Your extension request for {} was {headline}.", request.role),
+        };
         let note = "Times are UTC, with the policy's time zone beside them.";
         Some(Mail {
             to: requester.email.clone(),

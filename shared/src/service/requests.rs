@@ -124,13 +124,11 @@ impl Pim {
             drift: None,
             review: None,
             reminded_at: None,
+            extends: None,
         };
 
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.
-        let mut links = Vec::with_capacity(approvers.len());
-        for approver in &approvers {
-            links.push((*approver, self.sign_link(&request, &approver.id).await?));
-        }
+        let links = self.signed_links(&request, &approvers).await?;
 
         let mut record = AuditRecord::new(
             AuditAction::RequestCreated,
@@ -163,6 +161,28 @@ impl Pim {
             let granted = self.approve_by_policy(request, role).await?;
             return Ok(Created { request: granted, undelivered: vec![] });
         }
+        Ok(self.ask_approvers(request, links).await)
+    }
+
+    /// Each approver's signed link to `request`.
+    pub(crate) async fn signed_links<'a>(
+        &self,
+        request: &AccessRequest,
+        approvers: &[&'a Person],
+    ) -> Result<Vec<(&'a Person, String)>> {
+        let mut links = Vec::with_capacity(approvers.len());
+        for approver in approvers {
+            links.push((*approver, self.sign_link(request, &approver.id).await?));
+        }
+        Ok(links)
+    }
+
+    /// Starts a stored request's reminder and deadline, and mails each approver their link.
+    pub(crate) async fn ask_approvers(
+        &self,
+        request: AccessRequest,
+        links: Vec<(&Person, String)>,
+    ) -> Created {
         self.start_timers(&request).await;
         let mut undelivered = Vec::new();
         for (approver, link) in links {
@@ -173,7 +193,7 @@ impl Pim {
                 undelivered.push(approver.id.clone());
             }
         }
-        Ok(Created { request, undelivered })
+        Created { request, undelivered }
     }
 
     /// Approves a request the policy approves by itself, alerts approvers of a break-glass
@@ -446,7 +466,11 @@ fn checked_duration(
     Ok(secs)
 }
 
-fn checked_justification(text: &str, role: &CatalogRole, break_glass: bool) -> Result<String> {
+pub(crate) fn checked_justification(
+    text: &str,
+    role: &CatalogRole,
+    break_glass: bool,
+) -> Result<String> {
     let trimmed = text.trim();
     if trimmed.chars().any(char::is_control) {
         return Err(PimError::invalid(

@@ -139,10 +139,11 @@ async fn extension_moves_the_policy_end_and_the_schedule_together_within_policy(
     let told = stack.all_mail_to("alice@example.com", &id).await;
     assert!(told.iter().any(|m| m.subject.contains("extended")), "the holder is told");
 
-    // Longer than on-call-short allows needs approvers: refused, nothing moves.
+    // Longer than on-call-short allows needs approvers, who read a reason: without one it
+    // is refused and nothing moves (extensions.rs follows one through its approval).
     let before = stack.snapshot().await;
     let needs = post(&stack, people::ALICE, &path, json!({ "by": "10m" })).await;
-    assert_eq!((needs.status, needs.code().as_str()), (403, "extension_needs_approval"));
+    assert_eq!((needs.status, needs.code().as_str()), (400, "reason_required"));
     let over = post(&stack, people::ALICE, &path, json!({ "by": "PT3H" })).await;
     assert_eq!((over.status, over.code().as_str()), (400, "duration_over_maximum"));
     let zero = post(&stack, people::ALICE, &path, json!({ "by": 0 })).await;
@@ -158,7 +159,7 @@ async fn extension_moves_the_policy_end_and_the_schedule_together_within_policy(
         .filter(|r| r["action"] == "grant.change_refused")
         .map(|r| r["code"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(refused, ["extension_needs_approval", "duration_over_maximum", "not_the_holder"]);
+    assert_eq!(refused, ["duration_over_maximum", "not_the_holder"]);
 }
 
 #[tokio::test]

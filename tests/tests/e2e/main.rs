@@ -5,6 +5,7 @@
 mod alerts;
 mod audit;
 mod events;
+mod extensions;
 mod holders;
 mod lifecycle;
 mod links;
