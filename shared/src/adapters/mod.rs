@@ -3,6 +3,10 @@
 //! Clients are built once per process from one [`aws_config::SdkConfig`]; pointing
 //! `AWS_ENDPOINT_URL` at the emulator moves all of them without a code path of its own.
 //!
+//! Every client speaks HTTPS through one client of our choosing, [`https_client`]: rustls
+//! with the *ring* crypto provider. The SDK's default client (rustls on aws-lc-rs) would link
+//! the aws-lc C library, a megabyte of every package, for the same protocol.
+//!
 //! The EventBridge client is not among [`AwsClients`]: only the audit shipper puts events,
 //! so its adapter (`eventbridge`) and client exist only with the crate's `events` feature,
 //! and the functions that do not publish never build or link it.
@@ -18,6 +22,8 @@ pub mod ses;
 
 use crate::error::PimError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use cloudwatch_logs::CloudWatchAuditSink;
@@ -28,6 +34,22 @@ pub use iam::{IamInlinePolicyBinder, IamManagedPolicySource};
 pub use kms::{KmsCheckpointSigner, KmsLinkSigner, KmsSecretKeeper};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;
+
+/// The HTTPS client of every SDK client: rustls on the *ring* provider, with the SDK's own
+/// restrictions (TLS 1.2 and 1.3 only, AEAD cipher suites with forward secrecy) and server
+/// certificates checked against the system's trusted roots.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// The SDK configuration loader every process starts from: the newest behaviour version
+/// and [`https_client`]. Credentials, region and endpoint come from the environment unless
+/// the caller sets them.
+pub fn sdk_config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client())
+}
 
 /// The SDK clients of every service pim calls, built once from one shared configuration.
 #[derive(Debug, Clone)]
