@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod ses;
 
 use crate::error::PimError;
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -49,6 +50,50 @@ pub fn https_client() -> SharedHttpClient {
 /// the caller sets them.
 pub fn sdk_config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client())
+}
+
+/// The SDK configuration of a function on Lambda, from what Lambda puts in its environment
+/// and nothing else (see [`lambda_sdk_config_from`]).
+pub fn lambda_sdk_config() -> crate::Result<aws_config::SdkConfig> {
+    lambda_sdk_config_from(|name| std::env::var(name).ok())
+}
+
+/// The SDK configuration of a function from the environment variables `env` gives: the
+/// region (`AWS_REGION`) and the execution role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), which Lambda sets for the life of the
+/// execution environment; the newest behaviour version's defaults (standard retries,
+/// connect timeout, stalled-stream protection) and [`https_client`]. `AWS_ENDPOINT_URL`,
+/// when set, points every client elsewhere (the benchmark's emulator). Fails naming the
+/// first missing variable.
+///
+/// [`sdk_config_loader`] also looks for shared profiles, web identity tokens, container and
+/// instance credentials: providers a function never uses, whose code (an STS client among
+/// it) would be linked into every package.
+pub fn lambda_sdk_config_from(
+    env: impl Fn(&str) -> Option<String>,
+) -> crate::Result<aws_config::SdkConfig> {
+    let var = |name: &str| {
+        env(name)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| PimError::Config(format!("{name} is not set")))
+    };
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN").ok(),
+        None,
+        "lambda-environment",
+    );
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(var("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
+        .retry_config(aws_config::retry::RetryConfig::standard());
+    Ok(match var("AWS_ENDPOINT_URL") {
+        Ok(url) => config.endpoint_url(url).build(),
+        Err(_) => config.build(),
+    })
 }
 
 /// The SDK clients of every service pim calls, built once from one shared configuration.

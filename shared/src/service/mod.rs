@@ -97,7 +97,7 @@ impl Pim {
     pub async fn from_env() -> crate::Result<Self> {
         let settings = Settings::from_env()?;
         let catalog = Catalog::from_file(&settings.policy_file)?;
-        let config = crate::adapters::sdk_config_loader().load().await;
+        let config = crate::adapters::lambda_sdk_config()?;
         let clients = AwsClients::new(&config);
         Ok(Self::with_aws(&settings, catalog, &clients, Arc::new(crate::clock::SystemClock)))
     }

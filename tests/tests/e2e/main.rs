@@ -3,6 +3,7 @@
 //! once.
 
 mod audit;
+mod config;
 mod events;
 mod holders;
 mod lifecycle;
