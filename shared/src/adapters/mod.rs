@@ -5,7 +5,7 @@
 //!
 //! Every client speaks HTTPS through one client of our choosing, [`https_client`]: rustls
 //! with the *ring* crypto provider. The SDK's default client (rustls on aws-lc-rs) would link
-//! the aws-lc C library, a megabyte of every package, for the same protocol.
+//! the aws-lc C library instead: 0.7 MB more of every function's binary, the same protocol.
 //!
 //! The EventBridge client is not among [`AwsClients`]: only the audit shipper puts events,
 //! so its adapter (`eventbridge`) and client exist only with the crate's `events` feature,
