@@ -15,7 +15,7 @@ fn emulator_url() -> String {
 
 /// A new checkpoint key in the emulator's default account.
 async fn signer() -> KmsCheckpointSigner {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = pim::adapters::sdk_config_loader()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(emulator_url())
         .credentials_provider(aws_sdk_kms::config::Credentials::new("t", "t", None, None, "t"))

@@ -14,7 +14,7 @@
 //! FILE, and prints the functions' environment variables as one JSON object (what
 //! `bench/run` starts the release binaries with).
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use pim::adapters::AwsClients;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::{Clock, SystemClock};
@@ -493,7 +493,7 @@ fn log(text: &str) {
 
 /// The SDK configuration that points every client at the emulator at `url`.
 async fn emulator_config(url: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    pim::adapters::sdk_config_loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -128,7 +128,7 @@ pub async fn events_client_via(
 }
 
 async fn sdk_config(endpoint: &str, retry: RetryConfig) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    pim::adapters::sdk_config_loader()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -291,6 +291,31 @@ impl TestStack {
             metrics,
             proxy,
         }
+    }
+
+    /// The domain as another process would build it, as Lambda runs each function in a
+    /// process of its own: the stack's settings, policy document and clock, and new clients
+    /// (through the stack's proxy when it has one, with `retry`), so none of the state a
+    /// process keeps between invocations, such as the audit chain head it last wrote.
+    pub async fn another_process(&self, retry: RetryConfig) -> Arc<Pim> {
+        let clients = match &self.proxy {
+            Some(proxy) => clients_via(&self.account, proxy.url(), retry).await,
+            None => clients_via(&self.account, &emulator_url(), retry).await,
+        };
+        let catalog = self.pim.catalog.as_ref().clone();
+        let mut pim = Pim::with_aws(&self.settings, catalog, &clients, self.clock.clone());
+        pim.metrics = self.metrics.clone();
+        pim.backoff = TEST_BACKOFF;
+        Arc::new(pim)
+    }
+
+    /// Serves `pim` on a gateway of its own; returns its base URL. Links mailed by any
+    /// process name the stack's gateway: replace `base_url` in them to reach this one.
+    pub async fn serve(&self, pim: Arc<Pim>) -> String {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(gateway::serve(listener, pim));
+        base_url
     }
 
     /// The stack's current time.

@@ -93,7 +93,7 @@ pub async fn run(args: AuditArgs) -> ExitCode {
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 async fn execute(args: AuditArgs) -> Result<ExitCode, Failure> {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = pim::adapters::sdk_config_loader().load().await;
     let clients = AwsClients::new(&config);
     let lines = read_lines(&args.source, &clients).await?;
     match args.command {

@@ -3,6 +3,10 @@
 //! Clients are built once per process from one [`aws_config::SdkConfig`]; pointing
 //! `AWS_ENDPOINT_URL` at the emulator moves all of them without a code path of its own.
 //!
+//! Every client speaks HTTPS through one client of our choosing, [`https_client`]: rustls
+//! with the *ring* crypto provider. The SDK's default client (rustls on aws-lc-rs) would link
+//! the aws-lc C library instead: 0.7 MB more of every function's binary, the same protocol.
+//!
 //! The EventBridge client is not among [`AwsClients`]: only the audit shipper puts events,
 //! so its adapter (`eventbridge`) and client exist only with the crate's `events` feature,
 //! and the functions that do not publish never build or link it.
@@ -17,7 +21,10 @@ pub mod scheduler;
 pub mod ses;
 
 use crate::error::PimError;
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use cloudwatch_logs::CloudWatchAuditSink;
@@ -28,6 +35,66 @@ pub use iam::{IamInlinePolicyBinder, IamManagedPolicySource};
 pub use kms::{KmsCheckpointSigner, KmsLinkSigner, KmsSecretKeeper};
 pub use scheduler::EventBridgeExpiryScheduler;
 pub use ses::SesMailer;
+
+/// The HTTPS client of every SDK client: rustls on the *ring* provider, with the SDK's own
+/// restrictions (TLS 1.2 and 1.3 only, AEAD cipher suites with forward secrecy) and server
+/// certificates checked against the system's trusted roots.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// The SDK configuration loader every process starts from: the newest behaviour version
+/// and [`https_client`]. Credentials, region and endpoint come from the environment unless
+/// the caller sets them.
+pub fn sdk_config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client())
+}
+
+/// The SDK configuration of a function on Lambda, from what Lambda puts in its environment
+/// and nothing else (see [`lambda_sdk_config_from`]).
+pub fn lambda_sdk_config() -> crate::Result<aws_config::SdkConfig> {
+    lambda_sdk_config_from(|name| std::env::var(name).ok())
+}
+
+/// The SDK configuration of a function from the environment variables `env` gives: the
+/// region (`AWS_REGION`) and the execution role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), which Lambda sets for the life of the
+/// execution environment; the newest behaviour version's defaults (standard retries,
+/// connect timeout, stalled-stream protection) and [`https_client`]. `AWS_ENDPOINT_URL`,
+/// when set, points every client elsewhere (the benchmark's emulator). Fails naming the
+/// first missing variable.
+///
+/// [`sdk_config_loader`] also looks for shared profiles, web identity tokens, container and
+/// instance credentials: providers a function never uses, whose code (an STS client among
+/// it) would be linked into every package.
+pub fn lambda_sdk_config_from(
+    env: impl Fn(&str) -> Option<String>,
+) -> crate::Result<aws_config::SdkConfig> {
+    let var = |name: &str| {
+        env(name)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| PimError::Config(format!("{name} is not set")))
+    };
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN").ok(),
+        None,
+        "lambda-environment",
+    );
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(var("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client())
+        .retry_config(aws_config::retry::RetryConfig::standard());
+    Ok(match var("AWS_ENDPOINT_URL") {
+        Ok(url) => config.endpoint_url(url).build(),
+        Err(_) => config.build(),
+    })
+}
 
 /// The SDK clients of every service pim calls, built once from one shared configuration.
 #[derive(Debug, Clone)]

@@ -108,7 +108,7 @@ impl Pim {
     pub async fn from_env() -> crate::Result<Self> {
         let settings = Settings::from_env()?;
         let catalog = Catalog::from_file(&settings.policy_file)?;
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = crate::adapters::lambda_sdk_config()?;
         let clients = AwsClients::new(&config);
         Ok(Self::with_aws(&settings, catalog, &clients, Arc::new(crate::clock::SystemClock)))
     }
@@ -138,7 +138,8 @@ impl Pim {
         Self {
             catalog: Arc::new(catalog),
             store: store.clone(),
-            mfa: Arc::new(DynamoRequestStore::new(clients.dynamodb.clone(), &settings.table)),
+            // The same store: MFA writes seal on the chain head the other writes keep.
+            mfa: Arc::new(store.as_ref().clone()),
             secrets: settings.mfa_key_id.as_ref().map(|key| {
                 Arc::new(KmsSecretKeeper::new(clients.kms.clone(), key)) as Arc<dyn SecretKeeper>
             }),

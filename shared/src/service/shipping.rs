@@ -93,7 +93,7 @@ impl AuditShipper {
     /// Reads the settings and builds the clients: the cold start of the shipper function.
     pub async fn from_env() -> Result<Self> {
         let settings = AuditSettings::from_env()?;
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = crate::adapters::lambda_sdk_config()?;
         let clients = AwsClients::new(&config);
         let events = aws_sdk_eventbridge::Client::new(&config);
         Ok(Self::with_aws(&settings, &clients, &events, Arc::new(crate::clock::SystemClock)))

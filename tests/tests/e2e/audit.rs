@@ -1,11 +1,13 @@
 //! The audit trail: one chain of records, shipped to the audit log group, verified against
 //! signed checkpoints; tampering named; no secret anywhere.
 
-use pim::adapters::KmsCheckpointSigner;
+use aws_smithy_types::retry::RetryConfig;
+use pim::adapters::{DynamoRequestStore, KmsCheckpointSigner};
 use pim::audit::chain::{GENESIS_HASH, hash_of};
 use pim::audit::query::{Filter, receipt, records_of, table};
 use pim::audit::verify::{FindingKind, Report, verify_stream};
-use pim::ports::AuditChain;
+use pim::audit::{Actor, AuditAction, AuditRecord, Outcome, Source};
+use pim::ports::{AuditChain, RequestStore};
 use pim_tests::{TestStack, people};
 use serde_json::{Value, json};
 
@@ -294,4 +296,69 @@ async fn concurrent_transitions_keep_one_chain() {
     let report = verify(&stack, &stack.audit_stream().await).await;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 18);
+}
+
+/// A store seals each record on the chain head it last wrote, without reading the head
+/// again. When another writer moved the head meanwhile (another process, on Lambda), the
+/// cached head is stale: the transaction is cancelled and carries the stored head back,
+/// and the record is sealed again on it. A stale head costs one cancelled transaction in
+/// place of the read it saved, and never a broken or forked chain, also when two writers
+/// with stale heads race.
+#[tokio::test]
+async fn a_stale_cached_chain_head_costs_a_retry_never_a_broken_chain() {
+    let stack = TestStack::through_proxy(RetryConfig::disabled()).await;
+    let proxy = stack.proxy();
+    let clients =
+        pim_tests::clients_via(&stack.account, proxy.url(), RetryConfig::disabled()).await;
+    let first = DynamoRequestStore::new(clients.dynamodb.clone(), &stack.settings.table);
+    let second = DynamoRequestStore::new(clients.dynamodb.clone(), &stack.settings.table);
+    let refusal = |n: u32| {
+        AuditRecord::new(
+            AuditAction::RequestRefused,
+            Outcome::Refused,
+            Actor::anonymous(),
+            Source::Api,
+            stack.clock_now(),
+        )
+        .because("test_refusal", &format!("refusal {n}"))
+    };
+    let key = |operation: &str| ("dynamodb".to_string(), operation.to_string());
+    let write = async |store: &DynamoRequestStore, n: u32| {
+        proxy.reset_counts();
+        store.record_refusal(&refusal(n)).await.unwrap();
+        proxy.counts()
+    };
+
+    // A new store reads the head once; after that its own last write is the head.
+    let cold = write(&first, 1).await;
+    assert_eq!(cold, [(key("GetItem"), 1), (key("TransactWriteItems"), 1)].into());
+    let warm = write(&first, 2).await;
+    assert_eq!(warm, [(key("TransactWriteItems"), 1)].into());
+
+    // Another writer moves the head: the first store's cached head is now stale.
+    let other = write(&second, 3).await;
+    assert_eq!(other, [(key("GetItem"), 1), (key("TransactWriteItems"), 1)].into());
+    let stale = write(&first, 4).await;
+    assert_eq!(stale, [(key("TransactWriteItems"), 2)].into(), "cancelled once, no read");
+
+    // Both stale or fresh at once, several times over: every record lands once.
+    for round in 0..5 {
+        let (one, two) = (refusal(10 + 2 * round), refusal(11 + 2 * round));
+        let (a, b) = tokio::join!(first.record_refusal(&one), second.record_refusal(&two));
+        a.unwrap();
+        b.unwrap();
+    }
+
+    let chain = stack.chain().await;
+    assert_eq!(chain.len(), 14);
+    assert_one_chain(&chain);
+    let mut reasons: Vec<&str> = chain.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    assert_eq!(reasons.len(), 14, "no record written twice");
+    let head = stack.store().chain_head().await.unwrap();
+    assert_eq!((head.sequence, head.hash.as_str()), (14, chain[13]["hash"].as_str().unwrap()));
+    stack.shipper.ship().await.unwrap();
+    let report = verify(&stack, &stack.audit_stream().await).await;
+    assert!(report.is_intact(), "{report:?}");
 }

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod audit;
+mod config;
 mod events;
 mod extensions;
 mod holders;
