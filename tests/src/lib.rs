@@ -28,7 +28,8 @@ use pim::config::{AuditSettings, Settings};
 use pim::metrics::RecordedMetrics;
 use pim::model::ExpiryEvent;
 use pim::service::{AuditShipper, Pim};
-use pim_local::gateway::{self, CALLER_HEADER, OIDC_HEADER};
+use pim_local::auth::KeyRing;
+use pim_local::gateway::{self, Authentication, CALLER_HEADER, OIDC_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
     EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
@@ -172,6 +173,10 @@ pub struct TestStack {
     pub metrics: Arc<RecordedMetrics>,
     /// The proxy between the domain and the emulator, when there is one.
     pub proxy: Option<FaultProxy>,
+    /// The local keys whose SigV4 signatures the gateway verifies; `None` when the gateway
+    /// trusts the `X-Pim-Caller` header instead (the default of these tests, which call
+    /// the functions as anyone).
+    pub keys: Option<Arc<KeyRing>>,
 }
 
 /// The retry budget of test stacks: the production shape, in milliseconds.
@@ -222,14 +227,20 @@ impl TestStack {
 
     /// Provisions a stack with `policy` as its policy document.
     pub async fn with_policy(policy: &str) -> Self {
-        Self::build(policy, None).await
+        Self::build(policy, None, false).await
+    }
+
+    /// Provisions a stack with the example policy whose gateway verifies SigV4 signatures
+    /// made with [`TestStack::keys`], as the local stack people use does.
+    pub async fn with_signatures() -> Self {
+        Self::build(EXAMPLE_POLICY, None, true).await
     }
 
     /// Provisions a stack whose domain calls AWS through a fresh fault proxy, with the SDK
     /// retry behaviour `retry` (the test's own clients bypass the proxy).
     pub async fn through_proxy(retry: RetryConfig) -> Self {
         let proxy = FaultProxy::start(&emulator_url(), 7).await;
-        Self::build(EXAMPLE_POLICY, Some((proxy, retry))).await
+        Self::build(EXAMPLE_POLICY, Some((proxy, retry)), false).await
     }
 
     /// The stack's proxy; panics for a stack without one.
@@ -237,7 +248,11 @@ impl TestStack {
         self.proxy.as_ref().expect("a stack started through_proxy")
     }
 
-    async fn build(policy: &str, proxy: Option<(FaultProxy, RetryConfig)>) -> Self {
+    async fn build(
+        policy: &str,
+        proxy: Option<(FaultProxy, RetryConfig)>,
+        signatures: bool,
+    ) -> Self {
         let account = random_account();
         let clients = clients_for(&account).await;
         let catalog = Catalog::from_yaml(policy).expect("test policy is valid");
@@ -273,7 +288,12 @@ impl TestStack {
         .await
         .expect("provisioning the audit stream");
         let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
-        tokio::spawn(gateway::serve(listener, pim.clone()));
+        let keys = signatures.then(|| Arc::new(KeyRing::issue(&pim.catalog, "us-east-1")));
+        let authentication = match &keys {
+            Some(keys) => Authentication::SigV4(keys.clone()),
+            None => Authentication::TrustedHeaders,
+        };
+        tokio::spawn(gateway::serve(listener, pim.clone(), authentication));
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let proxy = proxy.map(|(proxy, _)| proxy);
@@ -290,6 +310,7 @@ impl TestStack {
             http,
             metrics,
             proxy,
+            keys,
         }
     }
 
