@@ -230,10 +230,10 @@ impl TestStack {
         Self::build(policy, None, false).await
     }
 
-    /// Provisions a stack with the example policy whose gateway verifies SigV4 signatures
-    /// made with [`TestStack::keys`], as the local stack people use does.
-    pub async fn with_signatures() -> Self {
-        Self::build(EXAMPLE_POLICY, None, true).await
+    /// Provisions a stack with `policy` whose gateway verifies SigV4 signatures made with
+    /// [`TestStack::keys`], as the local stack people use does.
+    pub async fn with_signatures(policy: &str) -> Self {
+        Self::build(policy, None, true).await
     }
 
     /// Provisions a stack whose domain calls AWS through a fresh fault proxy, with the SDK

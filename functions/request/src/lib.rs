@@ -1,4 +1,5 @@
-//! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
+//! The requester API: `GET /roles` (what the caller may request), `POST /requests`,
+//! `GET /requests`, `GET /requests/{id}`,
 //! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
 //! break-glass activation), `POST /grants/{id}/extend`, and one-time code enrolment:
 //! `POST /mfa/enrollment` and `POST /mfa/enrollment/confirm`. (`POST /grants/{id}/revoke`
@@ -25,6 +26,10 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
     let segments = api_segments(&path);
     let method = request.method();
     match (method, segments.as_slice()) {
+        (&Method::GET, ["roles"]) => {
+            let roles = pim.requestable_roles(&caller_of(request)?)?;
+            Ok(json_response(200, &json!({ "roles": roles })))
+        }
         (&Method::POST, ["requests"]) => {
             let mut input: NewRequest = read_json(request)?;
             let caller = caller_of(request)?;
@@ -68,7 +73,7 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             pim.confirm_mfa_enrollment(&caller_of(request)?, input).await?;
             Ok(json_response(200, &json!({ "state": "active" })))
         }
-        (_, ["requests" | "mfa" | "grants", ..]) => {
+        (_, ["requests" | "mfa" | "grants" | "roles", ..]) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
@@ -78,7 +83,7 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
 /// The path's segments from `requests` on, so a stage prefix (`/prod/requests`) is ignored.
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.iter().position(|s| matches!(*s, "requests" | "mfa" | "grants")) {
+    match segments.iter().position(|s| matches!(*s, "requests" | "mfa" | "grants" | "roles")) {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,
     }
