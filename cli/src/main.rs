@@ -16,7 +16,6 @@ use std::process::ExitCode;
 #[command(
     name = "pim",
     version,
-    about,
     after_help = "Examples:
   pim roles
   pim request prod-readonly --for 1h --reason \"INC-1234: reading logs\" --wait

@@ -399,3 +399,120 @@ mod tests {
         assert!(!shown.contains('\u{1b}') && !shown.contains('\n'), "{shown}");
     }
 }
+
+/// Snapshot tests of the tables: fixed answers of the API and a fixed clock, compared with
+/// the files in `tests/tables/`. `PIM_BLESS=1` rewrites them after a deliberate change.
+#[cfg(test)]
+pub mod snapshots {
+    use super::*;
+    use serde_json::json;
+
+    /// Compares `actual` with the snapshot `name`.
+    pub fn assert_snapshot(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tables").join(name);
+        if std::env::var_os("PIM_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(actual, expected, "{name} differs from its snapshot:\n{actual}");
+    }
+
+    /// 2026-12-04 10:30 UTC, shown in UTC+1.
+    pub fn clock() -> Clock {
+        Clock {
+            now: "2026-12-04T10:30:00Z".parse().unwrap(),
+            zone: Some(FixedOffset::east_opt(3600).unwrap()),
+        }
+    }
+
+    /// An active request as `GET /requests/{id}` answers it.
+    pub fn active_request() -> Value {
+        json!({
+            "id": "req-4f2a", "requester": "alice",
+            "requester_principal": "arn:aws:sts::123456789012:assumed-role/engineer/alice",
+            "role": "prod-readonly",
+            "target_role_arn": "arn:aws:iam::123456789012:role/pim/alice-workload",
+            "duration_secs": 3600, "justification": "incident INC-1234: reading logs",
+            "created_at": "2026-12-04T10:00:00Z", "pending_until": "2026-12-05T10:00:00Z",
+            "approvers": ["bob", "carol"], "approval_rule": "default", "quorum": 1,
+            "approver_mfa": false, "ticket": null, "break_glass": false, "state": "active",
+            "version": 4, "updated_at": "2026-12-04T10:05:00Z",
+            "decisions": [{ "approver": "bob", "verdict": "approve", "at": "2026-12-04T10:05:00Z" }],
+            "grant": { "id": "grant-4f2a", "starts_at": "2026-12-04T10:05:00Z",
+                       "ends_at": "2026-12-04T11:05:00Z", "inline_policy": true },
+            "reason": null
+        })
+    }
+
+    fn pending_request() -> Value {
+        let mut request = active_request();
+        request["id"] = json!("req-77b0");
+        request["role"] = json!("prod-db-admin");
+        request["state"] = json!("pending");
+        request["approvers"] = json!(["carol"]);
+        request["decisions"] = json!([]);
+        request["grant"] = Value::Null;
+        request["duration_secs"] = json!(1800);
+        request["created_at"] = json!("2026-12-04T10:20:00Z");
+        request["pending_until"] = json!("2026-12-05T10:20:00Z");
+        request["ticket"] = json!("INC-1234");
+        request
+    }
+
+    fn expired_request() -> Value {
+        let mut request = active_request();
+        request["id"] = json!("req-0c19");
+        request["state"] = json!("expired");
+        request["created_at"] = json!("2026-12-03T22:00:00Z");
+        request["grant"]["starts_at"] = json!("2026-12-03T22:10:00Z");
+        request["grant"]["ends_at"] = json!("2026-12-03T23:10:00Z");
+        request["reason"] = json!("the grant's time ran out");
+        request
+    }
+
+    #[test]
+    fn the_list_of_requests() {
+        let requests = [pending_request(), active_request(), expired_request()];
+        assert_snapshot("list.txt", &requests_table(&requests, &clock(), Style::plain()));
+        assert_snapshot("list-empty.txt", &requests_table(&[], &clock(), Style::plain()));
+    }
+
+    #[test]
+    fn one_request_in_full() {
+        let style = Style::plain();
+        assert_snapshot("status-active.txt", &request_detail(&active_request(), &clock(), style));
+        assert_snapshot("status-pending.txt", &request_detail(&pending_request(), &clock(), style));
+    }
+
+    #[test]
+    fn the_roles_a_person_may_request() {
+        let roles = json!([
+            { "role": "prod-readonly", "description": "Read production logs and metrics during an incident.",
+              "max_duration": "PT4H", "max_duration_secs": 14400, "default_duration": "PT1H",
+              "default_duration_secs": 3600, "available_now": true,
+              "approval": { "rule": "default", "auto_approve": false, "approvals": 1,
+                            "approvers": ["bob", "carol"], "approver_mfa": false },
+              "ticket_pattern": null, "requester_mfa": false, "justification_min": 10,
+              "max_active_grants": null, "break_glass": null },
+            { "role": "prod-admin", "description": "Full control of production compute, for incidents and changes.",
+              "max_duration": "PT2H", "max_duration_secs": 7200, "default_duration": "PT30M",
+              "default_duration_secs": 1800, "available_now": true,
+              "approval": { "rule": "on-call-long", "auto_approve": false, "approvals": 1,
+                            "approvers": ["carol", "erin"], "approver_mfa": true },
+              "ticket_pattern": "^(INC|CHG)-[0-9]+$", "requester_mfa": true, "justification_min": 20,
+              "max_active_grants": 1, "break_glass": { "max_duration": "PT30M", "max_duration_secs": 1800 } },
+            { "role": "sandbox", "description": "List the sandbox bucket.",
+              "max_duration": "PT2H", "max_duration_secs": 7200, "default_duration": "PT30M",
+              "default_duration_secs": 1800, "available_now": false,
+              "approval": { "rule": "self-service", "auto_approve": true, "approvals": 0,
+                            "approvers": [], "approver_mfa": false },
+              "ticket_pattern": null, "requester_mfa": false, "justification_min": 10,
+              "max_active_grants": null, "break_glass": null }
+        ]);
+        let roles = roles.as_array().unwrap();
+        assert_snapshot("roles.txt", &roles_table(roles, Style::plain()));
+        assert_snapshot("roles-none.txt", &roles_table(&[], Style::plain()));
+    }
+}

@@ -71,6 +71,14 @@ impl Pim {
 
     fn command(&self, profile: &str, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pim"));
+        self.environment(&mut command);
+        command.arg("--profile").arg(profile).args(args);
+        command
+    }
+
+    /// The environment of every run: the stack's profiles and endpoint, nothing inherited
+    /// that could choose other credentials.
+    fn environment(&self, command: &mut Command) {
         for name in [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -88,11 +96,25 @@ impl Pim {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.home.join("aws/credentials"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("PIM_CONFIG", self.home.join("pim.toml"))
-            .env("PIM_ENDPOINT", &self.endpoint)
-            .arg("--profile")
-            .arg(profile)
-            .args(args);
-        command
+            .env("PIM_ENDPOINT", &self.endpoint);
+    }
+
+    /// Runs `pim --profile PROFILE ARGS…` on a terminal (through `script`), with `NO_COLOR`
+    /// set or not, and returns what the terminal showed.
+    fn run_on_terminal(&self, profile: &str, args: &str, no_color: bool) -> String {
+        let line = format!("{} --profile {profile} {args}", env!("CARGO_BIN_EXE_pim"));
+        let mut command = Command::new("script");
+        self.environment(&mut command);
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let output = command
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("script(1) from util-linux runs a command on a terminal");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Runs `pim --profile PROFILE ARGS…` to its end.
@@ -209,7 +231,10 @@ async fn a_request_is_approved_by_link_then_shown_extended_and_revoked() {
     let grant = id.replacen("req-", "grant-", 1);
     assert!(done.stdout.contains("prod-readonly is active until"), "{done:?}");
     assert!(done.stdout.contains(&format!("inline policy pim-{grant}")), "{done:?}");
-    assert!(done.stdout.contains("(59m left)") || done.stdout.contains("(1h left)"), "{done:?}");
+    assert!(
+        done.stdout.contains(", 59m left\n") || done.stdout.contains(", 1h left\n"),
+        "{done:?}"
+    );
     let policies = stack.role_policies("alice-workload").await;
     assert!(policies.contains_key(&format!("pim-{grant}")), "{policies:?}");
 
@@ -428,6 +453,20 @@ async fn bad_signatures_and_wrong_endpoints_are_refused_with_the_fix() {
     let output = command.output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("pim configure --endpoint URL"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let stack = TestStack::with_signatures(&policy()).await;
+    let pim = Pim::for_stack(&stack);
+    let piped = pim.run("alice", &["roles"]).await;
+    piped.assert_code(0);
+    assert!(!piped.stdout.contains('\u{1b}'), "{piped:?}");
+
+    let terminal = tokio::task::block_in_place(|| pim.run_on_terminal("alice", "roles", false));
+    assert!(terminal.contains("\u{1b}[1mprod-readonly\u{1b}[0m"), "{terminal:?}");
+    let plain = tokio::task::block_in_place(|| pim.run_on_terminal("alice", "roles", true));
+    assert!(plain.contains("prod-readonly") && !plain.contains('\u{1b}'), "{plain:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,7 +305,7 @@ fn granted(request: &Value, clock: &Clock, style: Style) -> String {
     };
     let grant_id = text(&grant["id"]);
     let mut out = format!(
-        "{role} is {} until {} ({})\n",
+        "{role} is {} until {}, {}\n",
         style.state("active"),
         clock.when(end),
         clock.remaining(end)
@@ -485,5 +485,30 @@ fn path_segment(id: &str) -> Result<&str, Failure> {
         Ok(id)
     } else {
         Err(bad_value("id", format!("'{}' is not a request or grant id", id.escape_default())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::snapshots::{active_request, assert_snapshot, clock};
+
+    #[test]
+    fn what_changed_when_a_grant_became_active() {
+        assert_snapshot("granted.txt", &granted(&active_request(), &clock(), Style::plain()));
+        let mut pending = active_request();
+        pending["state"] = json!("pending");
+        pending["decisions"] = json!([]);
+        pending["grant"] = Value::Null;
+        pending["undelivered_notifications"] = json!(["carol"]);
+        assert_snapshot("submitted.txt", &submitted(&pending, &clock()));
+    }
+
+    #[test]
+    fn ids_are_single_path_segments() {
+        assert!(path_segment("req-4f2a").is_ok());
+        for bad in ["", "../roles", "req-1/cancel", "req-1?x=y", "req 1"] {
+            assert_eq!(path_segment(bad).unwrap_err().exit, Exit::Usage, "{bad}");
+        }
     }
 }
