@@ -19,7 +19,7 @@ use pim::adapters::AwsClients;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::{Clock, SystemClock};
 use pim::service::{AuditShipper, Pim};
-use pim_local::auth::{KeyRing, LocalKey, signature_headers};
+use pim_local::auth::{AwsFiles, KeyRing, LocalKey, signature_headers};
 use pim_local::emulator::{Emulator, repository_root};
 use pim_local::firer::fire_due;
 use pim_local::gateway::{self, Authentication};
@@ -145,6 +145,8 @@ async fn run() -> Result<(), Failure> {
         let alice = keys.key_of("alice").ok_or("the example policy has no alice")?.clone();
         let api = Api { http: reqwest::Client::new(), url: public_url.clone(), key: alice };
         walkthrough(&api, emulator.url(), &clients, &event_log, options.auto_approve).await?;
+        list_with_the_command_line(&files, &public_url)?;
+        say("walkthrough complete");
     }
     if options.exit_after {
         return Ok(());
@@ -307,7 +309,32 @@ async fn walkthrough(
             detail["sequence"]
         );
     }
-    say("walkthrough complete");
+    Ok(())
+}
+
+/// Step 8: alice's requests as `pim` (built beside this binary by `scripts/local`) shows
+/// them, signing with her profile from the files the stack wrote.
+fn list_with_the_command_line(files: &AwsFiles, public_url: &str) -> Result<(), Failure> {
+    let pim = std::env::current_exe()?.with_file_name("pim");
+    say("8. the same request, as the command line shows it: pim --profile alice list");
+    if !pim.exists() {
+        println!("   (build it with `cargo build -p pim-cli` to see this step)");
+        return Ok(());
+    }
+    let status = std::process::Command::new(&pim)
+        .args(["--profile", "alice", "list"])
+        .env("AWS_CONFIG_FILE", &files.config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &files.credentials)
+        .env("PIM_ENDPOINT", public_url)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .status()?;
+    if !status.success() {
+        return Err(format!("pim --profile alice list failed: {status}").into());
+    }
     Ok(())
 }
 
