@@ -88,7 +88,8 @@ impl Style {
         Self { color: std::io::stderr().is_terminal() && !no_color() }
     }
 
-    /// Plain text, for scripts and snapshots.
+    /// Plain text, for the snapshots.
+    #[cfg(test)]
     pub fn plain() -> Self {
         Self { color: false }
     }

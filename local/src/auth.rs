@@ -361,13 +361,13 @@ fn canonical_request(
     }
 
     let body_hash = hex(&Sha256::digest(body));
-    if let Some(claimed) = parts.headers.get("x-amz-content-sha256") {
-        if claimed.as_bytes() != body_hash.as_bytes() {
-            return Err(Rejection::new(
-                "signature_mismatch",
-                "x-amz-content-sha256 does not match the body (unsigned payloads are refused)",
-            ));
-        }
+    if let Some(claimed) = parts.headers.get("x-amz-content-sha256")
+        && claimed.as_bytes() != body_hash.as_bytes()
+    {
+        return Err(Rejection::new(
+            "signature_mismatch",
+            "x-amz-content-sha256 does not match the body (unsigned payloads are refused)",
+        ));
     }
     Ok(format!(
         "{}\n{canonical_path}\n{}\n{headers}\n{}\n{body_hash}",
@@ -592,8 +592,7 @@ mod tests {
         parts.headers.insert("authorization", other_service.parse().unwrap());
         assert_eq!(ring().verify(&parts, b"", now()).unwrap_err().code, "malformed_signature");
 
-        let without_host =
-            original.replace("SignedHeaders=", "SignedHeaders=").replace("host;", "");
+        let without_host = original.replace("host;", "");
         parts.headers.insert("authorization", without_host.parse().unwrap());
         let rejection = ring().verify(&parts, b"", now()).unwrap_err();
         assert_eq!(rejection.code, "malformed_signature");
