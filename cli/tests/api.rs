@@ -278,8 +278,14 @@ async fn a_request_is_approved_by_link_then_shown_extended_and_revoked() {
     let revoked = pim.run("alice", &["revoke", &sandbox_grant]).await;
     revoked.assert_code(0);
     assert!(revoked.stdout.contains("is revoked"), "{revoked:?}");
-    let revoked = pim.run("alice", &["revoke", &grant]).await;
+    // An administrator ends alice's other grant, and must say why.
+    let silent = pim.run("erin", &["revoke", &grant]).await;
+    silent.assert_code(3);
+    assert!(silent.stderr.contains("must give a reason"), "{silent:?}");
+    let revoked =
+        pim.run("erin", &["revoke", &grant, "--reason", "incident closed, access ends"]).await;
     revoked.assert_code(0);
+    assert!(revoked.stdout.contains("of prod-readonly (alice) is revoked"), "{revoked:?}");
     assert!(stack.role_policies("alice-workload").await.is_empty());
     let after = pim.run("alice", &["list", "-o", "json"]).await.json();
     let states: Vec<&str> = after["requests"]

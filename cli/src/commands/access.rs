@@ -177,6 +177,9 @@ async fn request(context: &Context, args: RequestArgs) -> Result<(), Failure> {
     if !args.wait || created["state"] != "pending" && created["state"] != "approved" {
         return outcome(context, &created, false);
     }
+    // From here on Ctrl-C ends only the waiting; the handler is in place before the
+    // request id is shown, so an early Ctrl-C is caught too.
+    let interrupted = interrupt_listener()?;
     if context.output == Output::Table {
         print!("{}", submitted(&created, &context.clock));
         std::io::stdout().flush().ok();
@@ -184,7 +187,7 @@ async fn request(context: &Context, args: RequestArgs) -> Result<(), Failure> {
     let poll = Duration::from_secs_f64(args.poll_interval);
     let waited = tokio::select! {
         waited = wait_for_decision(context, &id, poll) => waited?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted => {
             clear_progress();
             return Err(Failure::new(
                 Exit::Interrupted,
@@ -196,6 +199,25 @@ async fn request(context: &Context, args: RequestArgs) -> Result<(), Failure> {
         }
     };
     outcome(context, &waited, true)
+}
+
+/// A future that completes at Ctrl-C, with its handler already installed.
+#[cfg(unix)]
+fn interrupt_listener() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupts = signal(SignalKind::interrupt())
+        .map_err(|err| Failure::new(Exit::Other, format!("cannot watch for Ctrl-C: {err}")))?;
+    Ok(async move {
+        interrupts.recv().await;
+    })
+}
+
+/// A future that completes at Ctrl-C.
+#[cfg(not(unix))]
+fn interrupt_listener() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Polls the request until it leaves `pending` and `approved`, with a progress line on a
