@@ -6,12 +6,23 @@
 //! `/grants/{id}/revoke` by the revocation function, `/approvals/…` by the approval
 //! function.
 //!
-//! Authentication: API Gateway's IAM authorizer verifies SigV4 and passes the caller's ARN.
-//! This stand-in does not verify signatures; it takes the caller from the `X-Pim-Caller`
-//! header (or an OIDC subject from `X-Pim-Oidc-Subject`, with further claims such as `amr`
-//! and `auth_time` as a JSON object of strings in `X-Pim-Oidc-Claims`), and so must only
-//! ever listen on loopback. The functions never read those headers themselves.
+//! Authentication, as chosen by [`Authentication`]:
+//!
+//! - [`Authentication::SigV4`] (the local stack's mode): like API Gateway's IAM authorizer,
+//!   every API call must carry a valid SigV4 signature made with one of the stack's local
+//!   keys ([`crate::auth`]); the key's principal becomes the caller's ARN. Unsigned or
+//!   badly signed calls are answered 403 with a problem document that says what is wrong,
+//!   and reach no function. The approval pages (`/approvals/…`) need no signature, as in
+//!   the template: the signed link is their credential.
+//! - [`Authentication::TrustedHeaders`], for tests of the functions only: the caller is
+//!   taken from the `X-Pim-Caller` header (or an OIDC subject from `X-Pim-Oidc-Subject`,
+//!   with further claims such as `amr` and `auth_time` as a JSON object of strings in
+//!   `X-Pim-Oidc-Claims`) without any check, so anyone who reaches the port is anyone.
+//!
+//! Either way it listens on loopback only. The functions never read those headers
+//! themselves; in SigV4 mode the gateway ignores them.
 
+use crate::auth::KeyRing;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -39,14 +50,33 @@ pub const OIDC_CLAIMS_HEADER: &str = "x-pim-oidc-claims";
 /// is larger; the functions refuse anything over 16 KiB anyway).
 const MAX_GATEWAY_BODY: usize = 2 * 1024 * 1024;
 
+/// How the gateway learns who is calling.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// Verify SigV4 signatures made with these keys, as API Gateway's IAM authorizer does.
+    SigV4(Arc<KeyRing>),
+    /// Believe the `X-Pim-Caller` and `X-Pim-Oidc-*` headers: for tests of the functions,
+    /// never for a stack people use.
+    TrustedHeaders,
+}
+
+/// The caller as the authorizer would describe it.
+enum Caller {
+    Iam(String),
+    Oidc(Value),
+    Anonymous,
+}
+
 /// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, pim: Arc<Pim>) {
+pub async fn serve(listener: TcpListener, pim: Arc<Pim>, authentication: Authentication) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else { continue };
         let pim = pim.clone();
+        let authentication = authentication.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(move |request| answer(pim.clone(), peer.ip().to_string(), request));
+            let service = service_fn(move |request| {
+                answer(pim.clone(), authentication.clone(), peer.ip().to_string(), request)
+            });
             if let Err(err) =
                 http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
             {
@@ -58,6 +88,7 @@ pub async fn serve(listener: TcpListener, pim: Arc<Pim>) {
 
 async fn answer(
     pim: Arc<Pim>,
+    authentication: Authentication,
     source_ip: String,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -66,7 +97,11 @@ async fn answer(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
     };
-    let event = api_gateway_event(&parts, &body, &source_ip);
+    let caller = match caller_of(&authentication, &parts, &body) {
+        Ok(caller) => caller,
+        Err(refusal) => return Ok(refusal),
+    };
+    let event = api_gateway_event(&parts, &body, &source_ip, caller);
     let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(request) => request,
         Err(err) => {
@@ -80,6 +115,7 @@ async fn answer(
     } else if path.starts_with("/grants/") && path.ends_with("/revoke") {
         pim_revocation::handle_http(&pim, lambda_request).await
     } else if path == "/requests"
+        || path == "/roles"
         || path.starts_with("/requests/")
         || path.starts_with("/mfa/")
         || path.starts_with("/grants/")
@@ -92,8 +128,63 @@ async fn answer(
     Ok(to_hyper(response))
 }
 
+/// Who is calling, or the 403 that refuses the call. The approval pages are public.
+#[allow(clippy::result_large_err)]
+fn caller_of(
+    authentication: &Authentication,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Caller, Response<Full<Bytes>>> {
+    let header =
+        |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match authentication {
+        _ if parts.uri.path().starts_with("/approvals/") => Ok(Caller::Anonymous),
+        Authentication::SigV4(keys) => match keys.verify(parts, body, chrono::Utc::now()) {
+            Ok(key) => Ok(Caller::Iam(key.principal.clone())),
+            Err(rejection) => {
+                tracing::warn!(
+                    code = rejection.code,
+                    path = parts.uri.path(),
+                    "call refused by the gateway"
+                );
+                let problem = json!({
+                    "type": format!("urn:pim:problem:{}", rejection.code),
+                    "title": "Forbidden",
+                    "status": 403,
+                    "code": rejection.code,
+                    "detail": rejection.message,
+                });
+                let mut response = Response::new(Full::new(Bytes::from(problem.to_string())));
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/problem+json"),
+                );
+                Err(response)
+            }
+        },
+        Authentication::TrustedHeaders => Ok(match (header(CALLER_HEADER), header(OIDC_HEADER)) {
+            (Some(arn), _) => Caller::Iam(arn),
+            (None, Some(subject)) => {
+                let mut claims: Map<String, Value> = header(OIDC_CLAIMS_HEADER)
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default();
+                claims.retain(|_, value| value.is_string());
+                claims.insert("sub".into(), Value::String(subject));
+                Caller::Oidc(Value::Object(claims))
+            }
+            (None, None) => Caller::Anonymous,
+        }),
+    }
+}
+
 /// The API Gateway HTTP API payload (format 2.0) for one request.
-fn api_gateway_event(parts: &http::request::Parts, body: &Bytes, source_ip: &str) -> Value {
+fn api_gateway_event(
+    parts: &http::request::Parts,
+    body: &Bytes,
+    source_ip: &str,
+    caller: Caller,
+) -> Value {
     let mut headers = Map::new();
     let mut cookies = Vec::new();
     for (name, value) in &parts.headers {
@@ -113,17 +204,10 @@ fn api_gateway_event(parts: &http::request::Parts, body: &Bytes, source_ip: &str
 
     let header =
         |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let authorizer = match (header(CALLER_HEADER), header(OIDC_HEADER)) {
-        (Some(arn), _) => json!({ "iam": { "userArn": arn, "accountId": "123456789012" } }),
-        (None, Some(subject)) => {
-            let mut claims: Map<String, Value> = header(OIDC_CLAIMS_HEADER)
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default();
-            claims.retain(|_, value| value.is_string());
-            claims.insert("sub".into(), Value::String(subject));
-            json!({ "jwt": { "claims": claims, "scopes": null } })
-        }
-        (None, None) => Value::Null,
+    let authorizer = match caller {
+        Caller::Iam(arn) => json!({ "iam": { "userArn": arn, "accountId": "123456789012" } }),
+        Caller::Oidc(claims) => json!({ "jwt": { "claims": claims, "scopes": null } }),
+        Caller::Anonymous => Value::Null,
     };
     let (body_text, encoded) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_string(), false),

@@ -19,9 +19,10 @@ use pim::adapters::AwsClients;
 use pim::catalog::{Catalog, role_name_of};
 use pim::clock::{Clock, SystemClock};
 use pim::service::{AuditShipper, Pim};
+use pim_local::auth::{AwsFiles, KeyRing, LocalKey, signature_headers};
 use pim_local::emulator::{Emulator, repository_root};
 use pim_local::firer::fire_due;
-use pim_local::gateway::{self, CALLER_HEADER};
+use pim_local::gateway::{self, Authentication};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
     EXAMPLE_POLICY, StackNames, function_environment, provision, provision_audit, requester_roles,
@@ -34,7 +35,8 @@ use std::time::Duration;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-const ALICE: &str = "arn:aws:sts::123456789012:assumed-role/engineer/alice";
+/// The region of the local stack, which signatures must name.
+const REGION: &str = "us-east-1";
 
 /// The emulator's default account, where the local stack lives.
 const ACCOUNT: &str = "123456789012";
@@ -119,8 +121,17 @@ async fn run() -> Result<(), Failure> {
     let event_log = subscribe_to_every_event(&clients, &events, &audit.event_bus).await?;
     let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
 
-    tokio::spawn(gateway::serve(listener, pim.clone()));
+    // Like API Gateway's IAM authorizer, the gateway lets through only calls signed with a
+    // key it knows: one per person, written where the AWS credential chain finds them.
+    let keys = Arc::new(KeyRing::issue(&pim.catalog, REGION));
+    let files = keys.write_aws_files(&state.join("aws"))?;
+    tokio::spawn(gateway::serve(listener, pim.clone(), Authentication::SigV4(keys.clone())));
     say(&format!("API and approval pages at {public_url}"));
+    say("calls must be signed with SigV4; a profile per person is in .local-state/aws");
+    println!("  export AWS_CONFIG_FILE={}", files.config.display());
+    println!("  export AWS_SHARED_CREDENTIALS_FILE={}", files.credentials.display());
+    println!("  export PIM_ENDPOINT={public_url}");
+    println!("  pim --profile alice roles");
     tokio::spawn(watch(
         clients.clone(),
         pim.clone(),
@@ -131,18 +142,21 @@ async fn run() -> Result<(), Failure> {
     ));
 
     if options.walkthrough {
-        walkthrough(&public_url, emulator.url(), &clients, &event_log, options.auto_approve)
-            .await?;
+        let alice = keys.key_of("alice").ok_or("the example policy has no alice")?.clone();
+        let api = Api { http: reqwest::Client::new(), url: public_url.clone(), key: alice };
+        walkthrough(&api, emulator.url(), &clients, &event_log, options.auto_approve).await?;
+        list_with_the_command_line(&files, &public_url)?;
+        say("walkthrough complete");
     }
     if options.exit_after {
         return Ok(());
     }
     say("the stack keeps running; press Ctrl-C to stop");
-    println!("  try: curl -s -X POST {public_url}/requests -H 'content-type: application/json' \\");
-    println!("         -H '{CALLER_HEADER}: {ALICE}' \\");
+    println!("  with the exports above, try:");
     println!(
-        "         -d '{{\"role\":\"prod-readonly\",\"duration\":\"2m\",\"justification\":\"looking at logs\"}}'"
+        "    pim --profile alice request prod-readonly --for 2m --reason 'looking at logs' --wait"
     );
+    println!("    pim --profile alice list");
     tokio::signal::ctrl_c().await?;
     drop(emulator);
     Ok(())
@@ -178,24 +192,48 @@ async fn provision_only(args: Vec<String>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The API as one person calls it: every call signed with their local key.
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    key: LocalKey,
+}
+
+impl Api {
+    /// Sends a signed call and reads the JSON answer.
+    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.url);
+        let host = reqwest::Url::parse(&url)?.authority().to_string();
+        let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+        let mut headers = vec![("host", host.as_str())];
+        if !body.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        let now = chrono::Utc::now();
+        let signature = signature_headers(&self.key, REGION, method, &url, &headers, &body, now);
+        let mut request = self.http.request(method.parse()?, &url).body(body);
+        for (name, value) in headers.iter().skip(1) {
+            request = request.header(*name, *value);
+        }
+        for (name, value) in signature {
+            request = request.header(name, value);
+        }
+        Ok(request.send().await?.json().await?)
+    }
+}
+
 /// One elevation from request to expiry, narrated.
 async fn walkthrough(
-    public_url: &str,
+    api: &Api,
     emulator_url: &str,
     clients: &AwsClients,
     event_log: &str,
     auto_approve: bool,
 ) -> Result<(), Failure> {
     let http = reqwest::Client::builder().cookie_store(true).build()?;
-    say("1. alice asks for prod-readonly for one minute");
-    let created: Value = http
-        .post(format!("{public_url}/requests"))
-        .header(CALLER_HEADER, ALICE)
-        .json(&serde_json::json!({ "role": "prod-readonly", "duration": "1m", "justification": "walkthrough: reading production logs" }))
-        .send()
-        .await?
-        .json()
-        .await?;
+    say("1. alice asks for prod-readonly for one minute (a SigV4-signed POST /requests)");
+    let body = serde_json::json!({ "role": "prod-readonly", "duration": "1m", "justification": "walkthrough: reading production logs" });
+    let created = api.call("POST", "/requests", Some(&body)).await?;
     let id = created["id"]
         .as_str()
         .ok_or_else(|| format!("the request was refused: {created}"))?
@@ -214,8 +252,7 @@ async fn walkthrough(
 
     say("3. waiting for the decision");
     let request = wait_for_state(
-        &http,
-        public_url,
+        api,
         &id,
         &["active", "denied", "failed", "cancelled"],
         Duration::from_secs(3600),
@@ -242,8 +279,7 @@ async fn walkthrough(
     println!("{}", serde_json::to_string_pretty(&pretty)?);
 
     say("5. waiting for the expiry schedule to fire");
-    let request =
-        wait_for_state(&http, public_url, &id, &["expired"], Duration::from_secs(300)).await?;
+    let request = wait_for_state(api, &id, &["expired"], Duration::from_secs(300)).await?;
     let remaining = clients.iam.list_role_policies().role_name(&role_name).send().await?;
     println!(
         "   request is {}; policies left on {role_name}: {:?}",
@@ -273,7 +309,32 @@ async fn walkthrough(
             detail["sequence"]
         );
     }
-    say("walkthrough complete");
+    Ok(())
+}
+
+/// Step 8: alice's requests as `pim` (built beside this binary by `scripts/local`) shows
+/// them, signing with her profile from the files the stack wrote.
+fn list_with_the_command_line(files: &AwsFiles, public_url: &str) -> Result<(), Failure> {
+    let pim = std::env::current_exe()?.with_file_name("pim");
+    say("8. the same request, as the command line shows it: pim --profile alice list");
+    if !pim.exists() {
+        println!("   (build it with `cargo build -p pim-cli` to see this step)");
+        return Ok(());
+    }
+    let status = std::process::Command::new(&pim)
+        .args(["--profile", "alice", "list"])
+        .env("AWS_CONFIG_FILE", &files.config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &files.credentials)
+        .env("PIM_ENDPOINT", public_url)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .status()?;
+    if !status.success() {
+        return Err(format!("pim --profile alice list failed: {status}").into());
+    }
     Ok(())
 }
 
@@ -362,8 +423,7 @@ async fn approve_through_page(http: &reqwest::Client, link: &str) -> Result<(), 
 }
 
 async fn wait_for_state(
-    http: &reqwest::Client,
-    public_url: &str,
+    api: &Api,
     id: &str,
     states: &[&str],
     limit: Duration,
@@ -371,13 +431,7 @@ async fn wait_for_state(
     let started = std::time::Instant::now();
     let mut last = String::new();
     loop {
-        let request: Value = http
-            .get(format!("{public_url}/requests/{id}"))
-            .header(CALLER_HEADER, ALICE)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let request = api.call("GET", &format!("/requests/{id}"), None).await?;
         let state = request["state"].as_str().unwrap_or("?").to_string();
         if states.contains(&state.as_str()) {
             println!();

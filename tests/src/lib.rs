@@ -28,7 +28,8 @@ use pim::config::{AuditSettings, Settings};
 use pim::metrics::RecordedMetrics;
 use pim::model::ExpiryEvent;
 use pim::service::{AuditShipper, Pim};
-use pim_local::gateway::{self, CALLER_HEADER, OIDC_HEADER};
+use pim_local::auth::KeyRing;
+use pim_local::gateway::{self, Authentication, CALLER_HEADER, OIDC_HEADER};
 use pim_local::mailbox::{SentMail, sent_mail};
 use pim_local::provision::{
     EXAMPLE_POLICY, StackNames, provision, provision_audit, requester_roles,
@@ -172,6 +173,10 @@ pub struct TestStack {
     pub metrics: Arc<RecordedMetrics>,
     /// The proxy between the domain and the emulator, when there is one.
     pub proxy: Option<FaultProxy>,
+    /// The local keys whose SigV4 signatures the gateway verifies; `None` when the gateway
+    /// trusts the `X-Pim-Caller` header instead (the default of these tests, which call
+    /// the functions as anyone).
+    pub keys: Option<Arc<KeyRing>>,
 }
 
 /// The retry budget of test stacks: the production shape, in milliseconds.
@@ -222,14 +227,20 @@ impl TestStack {
 
     /// Provisions a stack with `policy` as its policy document.
     pub async fn with_policy(policy: &str) -> Self {
-        Self::build(policy, None).await
+        Self::build(policy, None, false).await
+    }
+
+    /// Provisions a stack with `policy` whose gateway verifies SigV4 signatures made with
+    /// [`TestStack::keys`], as the local stack people use does.
+    pub async fn with_signatures(policy: &str) -> Self {
+        Self::build(policy, None, true).await
     }
 
     /// Provisions a stack whose domain calls AWS through a fresh fault proxy, with the SDK
     /// retry behaviour `retry` (the test's own clients bypass the proxy).
     pub async fn through_proxy(retry: RetryConfig) -> Self {
         let proxy = FaultProxy::start(&emulator_url(), 7).await;
-        Self::build(EXAMPLE_POLICY, Some((proxy, retry))).await
+        Self::build(EXAMPLE_POLICY, Some((proxy, retry)), false).await
     }
 
     /// The stack's proxy; panics for a stack without one.
@@ -237,7 +248,11 @@ impl TestStack {
         self.proxy.as_ref().expect("a stack started through_proxy")
     }
 
-    async fn build(policy: &str, proxy: Option<(FaultProxy, RetryConfig)>) -> Self {
+    async fn build(
+        policy: &str,
+        proxy: Option<(FaultProxy, RetryConfig)>,
+        signatures: bool,
+    ) -> Self {
         let account = random_account();
         let clients = clients_for(&account).await;
         let catalog = Catalog::from_yaml(policy).expect("test policy is valid");
@@ -273,7 +288,8 @@ impl TestStack {
         .await
         .expect("provisioning the audit stream");
         let shipper = AuditShipper::with_aws(&audit, &clients, &events, Arc::new(SystemClock));
-        tokio::spawn(gateway::serve(listener, pim.clone()));
+        let keys = signatures.then(|| Arc::new(KeyRing::issue(&pim.catalog, "us-east-1")));
+        tokio::spawn(gateway::serve(listener, pim.clone(), authentication(&keys)));
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let proxy = proxy.map(|(proxy, _)| proxy);
@@ -290,6 +306,7 @@ impl TestStack {
             http,
             metrics,
             proxy,
+            keys,
         }
     }
 
@@ -314,7 +331,7 @@ impl TestStack {
     pub async fn serve(&self, pim: Arc<Pim>) -> String {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
         let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        tokio::spawn(gateway::serve(listener, pim));
+        tokio::spawn(gateway::serve(listener, pim, authentication(&self.keys)));
         base_url
     }
 
@@ -685,5 +702,14 @@ impl std::io::Write for LogWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// How a test gateway knows its callers: by their signatures when the stack issued keys,
+/// else by the trusted caller headers.
+fn authentication(keys: &Option<Arc<KeyRing>>) -> Authentication {
+    match keys {
+        Some(keys) => Authentication::SigV4(keys.clone()),
+        None => Authentication::TrustedHeaders,
     }
 }

@@ -26,6 +26,11 @@ pub struct Source {
 
 /// `pim audit`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  pim audit --log-group /pim/audit --person alice --since 2026-12-01T00:00:00Z
+  pim audit --file export.jsonl --action request. --json
+  pim audit verify --log-group /pim/audit --table pim-requests
+  pim audit receipt grant-4f2a... --log-group /pim/audit")]
 pub struct AuditArgs {
     #[command(subcommand)]
     command: Option<AuditCommand>,
@@ -38,6 +43,9 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Verify the chain against its signed checkpoints; the exit status says the result.
+    #[command(
+        after_help = "Example:\n  pim audit verify --log-group /pim/audit --table pim-requests"
+    )]
     Verify {
         /// The table holding the chain head: also detects records cut off the end.
         #[arg(long, env = "PIM_TABLE")]
@@ -47,6 +55,7 @@ enum AuditCommand {
         json: bool,
     },
     /// One grant's story: request, justification, approvals, policy and window, expiry.
+    #[command(after_help = "Example:\n  pim audit receipt grant-4f2a... --file export.jsonl")]
     Receipt {
         /// The grant id (`grant-…`).
         grant: String,

@@ -1,9 +1,11 @@
-//! The requester API: `POST /requests`, `GET /requests`, `GET /requests/{id}`,
-//! `POST /requests/{id}/cancel` and `POST /requests/{id}/review` (the review of a
-//! break-glass activation), `POST /grants/{id}/extend`, and one-time code enrolment:
-//! `POST /mfa/enrollment` and `POST /mfa/enrollment/confirm`; and what is visible: `GET
-//! /grants` (live grants), `GET /eligibility` and `GET /reports`. (`POST /grants/{id}/revoke`
-//! goes to the revocation function, the only one that may delete grant policies.) Each route parses, calls one domain operation and maps the
+//! The requester API: `GET /roles` (what the caller may request), `POST /requests`,
+//! `GET /requests`, `GET /requests/{id}`, `POST /requests/{id}/cancel` and
+//! `POST /requests/{id}/review` (the review of a break-glass activation),
+//! `POST /grants/{id}/extend`, one-time code enrolment (`POST /mfa/enrollment` and
+//! `POST /mfa/enrollment/confirm`), what is visible (`GET /grants` for live grants,
+//! `GET /eligibility` and `GET /reports`) and `POST /reviews` (an access review started on
+//! demand). `POST /grants/{id}/revoke` goes to the revocation function, the only one that
+//! may delete grant policies. Each route parses, calls one domain operation and maps the
 //! result; the caller is always the authenticated principal from API Gateway.
 
 use chrono::{DateTime, Utc};
@@ -32,6 +34,10 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
     let segments = api_segments(&path);
     let method = request.method();
     match (method, segments.as_slice()) {
+        (&Method::GET, ["roles"]) => {
+            let roles = pim.requestable_roles(&caller_of(request)?)?;
+            Ok(json_response(200, &json!({ "roles": roles })))
+        }
         (&Method::POST, ["requests"]) => {
             let mut input: NewRequest = read_json(request)?;
             let caller = caller_of(request)?;
@@ -122,7 +128,10 @@ async fn route(pim: &Pim, request: &Request) -> Result<Response<Body>> {
             body["state"] = json!(campaign.state());
             Ok(json_response(201, &body))
         }
-        (_, ["requests" | "mfa" | "grants" | "eligibility" | "reports" | "reviews", ..]) => {
+        (
+            _,
+            ["requests" | "mfa" | "grants" | "roles" | "eligibility" | "reports" | "reviews", ..],
+        ) => {
             Err(PimError::invalid("method_not_allowed", format!("{method} is not supported here")))
         }
         _ => Err(PimError::not_found("no_such_route", "there is nothing at this path")),
@@ -157,7 +166,10 @@ fn time_param(query: &[(String, String)], name: &str) -> Result<DateTime<Utc>> {
 fn api_segments(path: &str) -> Vec<&str> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segments.iter().position(|s| {
-        matches!(*s, "requests" | "mfa" | "grants" | "eligibility" | "reports" | "reviews")
+        matches!(
+            *s,
+            "requests" | "mfa" | "grants" | "roles" | "eligibility" | "reports" | "reviews"
+        )
     }) {
         Some(start) if start <= 1 => segments[start..].to_vec(),
         _ => segments,

@@ -2,6 +2,7 @@
 //! event; everything between the API and the ports happens here.
 //!
 //! - [`requests`]: create, show, list and cancel requests (the requester's API).
+//! - [`roles`]: the roles a caller may request, with their terms.
 //! - [`approvals`]: open an approval link and record a decision.
 //! - [`reviews`]: the after-the-fact review of a break-glass activation.
 //! - [`grants`]: put a grant's policy and schedule in place, and end it at expiry.
@@ -31,6 +32,7 @@ pub mod notify;
 pub mod report;
 pub mod requests;
 pub mod reviews;
+pub mod roles;
 pub mod shipping;
 pub mod sweep;
 pub mod timers;
@@ -62,6 +64,7 @@ pub use mfa::{ConfirmEnrollment, NewEnrollment};
 pub use report::Report;
 pub use requests::{Created, NewRequest};
 pub use reviews::NewReview;
+pub use roles::RoleOffer;
 pub use shipping::{AuditShipper, Shipped};
 pub use sweep::SweepReport;
 pub use timers::TimerOutcome;
