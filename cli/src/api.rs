@@ -40,6 +40,14 @@ pub struct Api {
     profile: String,
 }
 
+/// One answer of the API, read whole.
+struct Reply {
+    status: u16,
+    error_type: Option<String>,
+    content_type: Option<String>,
+    text: String,
+}
+
 impl Api {
     /// Resolves endpoint, region and credentials provider. Credentials themselves are
     /// fetched at the first call (and refreshed by the provider as they expire).
@@ -100,12 +108,44 @@ impl Api {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// `GET path` of an answer that is text of `media_type` (such as `text/csv`), not JSON.
+    pub async fn get_text(&self, path: &str, media_type: &str) -> Result<String, Failure> {
+        let method = reqwest::Method::GET;
+        let reply = self.exchange(method.clone(), path, None).await?;
+        let is_media_type = reply
+            .content_type
+            .as_deref()
+            .is_some_and(|value| value.split(';').next().unwrap_or_default().trim() == media_type);
+        if (200..=299).contains(&reply.status) && is_media_type {
+            return Ok(reply.text);
+        }
+        match self.json_of(reply, &method, path) {
+            Ok(_) => Err(Failure::new(
+                Exit::Other,
+                format!("{} answered {method} {path} without {media_type}", self.endpoint),
+            )
+            .hint(ENDPOINT_HINT)),
+            Err(failure) => Err(failure),
+        }
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
+        let reply = self.exchange(method.clone(), path, body).await?;
+        self.json_of(reply, &method, path)
+    }
+
+    /// Sends one signed request and reads the whole answer.
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, Failure> {
         let url = self.url(path);
         let body =
             body.map(|b| serde_json::to_vec(b).expect("JSON serializes")).unwrap_or_default();
@@ -120,7 +160,7 @@ impl Api {
             headers.push(("content-type", "application/json"));
         }
         let signature = self.sign(&credentials, method.as_str(), url.as_str(), &headers, &body)?;
-        let mut request = self.http.request(method.clone(), url.clone()).body(body);
+        let mut request = self.http.request(method, url).body(body);
         for (name, value) in headers.iter().skip(1) {
             request = request.header(*name, *value);
         }
@@ -132,13 +172,25 @@ impl Api {
             Failure::new(Exit::Other, format!("cannot reach {}: {}", self.endpoint, chain_of(&err)))
                 .hint(ENDPOINT_HINT)
         })?;
+        let header = |name: &str| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        };
         let status = response.status().as_u16();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(':').next().unwrap_or(v).to_string());
+        let error_type =
+            header("x-amzn-errortype").map(|v| v.split(':').next().unwrap_or(&v).to_string());
+        let content_type = header("content-type");
         let text = response.text().await.unwrap_or_default();
+        Ok(Reply { status, error_type, content_type, text })
+    }
+
+    /// The JSON document of a successful answer, or the failure an unsuccessful one means.
+    fn json_of(
+        &self,
+        reply: Reply,
+        method: &reqwest::Method,
+        path: &str,
+    ) -> Result<Value, Failure> {
+        let Reply { status, error_type, text, .. } = reply;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         match (status, json) {
             (200..=299, Some(json)) => Ok(json),
@@ -146,7 +198,7 @@ impl Api {
                 Err(self.problem_failure(status, problem))
             }
             (_, Some(json)) if json["message"].is_string() || error_type.is_some() => {
-                Err(self.gateway_failure(status, error_type.as_deref(), &json, &method, path))
+                Err(self.gateway_failure(status, error_type.as_deref(), &json, method, path))
             }
             _ => Err(Failure::new(
                 Exit::Other,

@@ -351,6 +351,227 @@ pub fn approval_status(request: &Value) -> String {
     format!("{quorum} of {}{said}", approvers.join(", "))
 }
 
+/// Live grants (`GET /grants`), soonest end first, as a table.
+pub fn grants_table(grants: &[Value], clock: &Clock, style: Style) -> String {
+    if grants.is_empty() {
+        return "no live grants\n".into();
+    }
+    let rows: Vec<Vec<String>> = grants
+        .iter()
+        .map(|grant| {
+            let approved_by: Vec<String> =
+                grant["approvers"].as_array().into_iter().flatten().map(text).collect();
+            let approval = match (approved_by.is_empty(), grant["break_glass"] == true) {
+                (_, true) => "break-glass".to_string(),
+                (true, false) => format!("policy ({})", text(&grant["approval_rule"])),
+                (false, false) => approved_by.join(", "),
+            };
+            let ends = match time(&grant["ends_at"]) {
+                Some(end) if grant["overdue"] == true => {
+                    format!("{} ({}, not yet removed)", clock.when(end), clock.remaining(end))
+                }
+                Some(end) => format!("{}, {}", clock.when(end), clock.remaining(end)),
+                None => "-".into(),
+            };
+            vec![
+                text(&grant["grant_id"]),
+                text(&grant["holder"]),
+                style.bold(&text(&grant["role"])),
+                style.state(grant["state"].as_str().unwrap_or("?")),
+                approval,
+                time(&grant["starts_at"]).map(|t| clock.when(t)).unwrap_or_default(),
+                ends,
+            ]
+        })
+        .collect();
+    table(&["GRANT", "HOLDER", "ROLE", "STATE", "APPROVED BY", "FROM", "ENDS"], &rows)
+}
+
+/// Who may request what (`GET /eligibility`): led by the role for one person's roles, by
+/// the person for one role's people.
+pub fn eligibility_table(entries: &[Value], by_role: bool, style: Style) -> String {
+    if entries.is_empty() {
+        return "nobody may request it, or nothing may be requested\n".into();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            let via: Vec<String> =
+                entry["via"].as_array().into_iter().flatten().map(text).collect();
+            let (first, second) = match by_role {
+                true => (style.bold(&text(&entry["role"])), text(&entry["person"])),
+                false => (style.bold(&text(&entry["person"])), text(&entry["role"])),
+            };
+            vec![
+                first,
+                second,
+                via.join(", "),
+                iso_span(&entry["max_duration"]),
+                entry["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(rule_text)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]
+        })
+        .collect();
+    let header = match by_role {
+        true => ["ROLE", "PERSON", "VIA", "MAX", "APPROVAL RULES"],
+        false => ["PERSON", "ROLE", "VIA", "MAX", "APPROVAL RULES"],
+    };
+    table(&header, &rows)
+}
+
+/// An ISO 8601 duration from the API as people say it, or the text as sent.
+fn iso_span(value: &Value) -> String {
+    match value.as_str().map(pim::duration::parse_duration) {
+        Some(Ok(secs)) => span(secs),
+        _ => text(value),
+    }
+}
+
+/// `on-call-short: at once (up to 15m, mon,tue 08:00-18:00 Europe/Berlin)`, or
+/// `two-person: 2 of carol, erin with MFA`.
+fn rule_text(rule: &Value) -> String {
+    let approvers: Vec<String> =
+        rule["approvers"].as_array().into_iter().flatten().map(text).collect();
+    let how = if rule["auto_approve"] == true {
+        "at once".to_string()
+    } else {
+        let mfa = if rule["approver_mfa"] == true { " with MFA" } else { "" };
+        format!("{} of {}{mfa}", rule["quorum"], approvers.join(", "))
+    };
+    let when = &rule["when"];
+    let mut conditions = Vec::new();
+    if !when["max_duration"].is_null() {
+        conditions.push(format!("up to {}", iso_span(&when["max_duration"])));
+    }
+    if !when["longer_than"].is_null() {
+        conditions.push(format!("longer than {}", iso_span(&when["longer_than"])));
+    }
+    if !when["window"].is_null() {
+        conditions.push(format!("within {}", text(&when["window"])));
+    }
+    if !when["outside_window"].is_null() {
+        conditions.push(format!("outside {}", text(&when["outside_window"])));
+    }
+    match conditions.is_empty() {
+        true => format!("{}: {how}", text(&rule["name"])),
+        false => format!("{}: {how} ({})", text(&rule["name"]), conditions.join(", ")),
+    }
+}
+
+/// The auditors' report (`GET /reports`): its grants and its summary.
+pub fn report_text(report: &Value, clock: &Clock, style: Style) -> String {
+    let range = |field: &str| time(&report[field]).map(|t| clock.when(t)).unwrap_or_default();
+    let grants = report["grants"].as_array().cloned().unwrap_or_default();
+    let mut out = format!("grants started from {} until {}\n\n", range("from"), range("to"));
+    if grants.is_empty() {
+        out.push_str("no grants\n");
+    } else {
+        let rows: Vec<Vec<String>> = grants
+            .iter()
+            .map(|grant| {
+                let approved_by: Vec<String> =
+                    grant["approvers"].as_array().into_iter().flatten().map(text).collect();
+                let ended = match (grant["end_state"].as_str(), &grant["ended_on_time"]) {
+                    (None, _) => "-".to_string(),
+                    (Some(state), Value::Bool(false)) => {
+                        let lag = grant["revocation_lag_secs"].as_u64().map(span);
+                        format!("{}, late {}", style.state(state), lag.unwrap_or_default())
+                    }
+                    (Some(state), _) => style.state(state),
+                };
+                vec![
+                    text(&grant["grant_id"]),
+                    text(&grant["holder"]),
+                    text(&grant["role"]),
+                    time(&grant["attached_at"]).map(|t| clock.when(t)).unwrap_or("-".into()),
+                    span(grant["held_secs"].as_u64().unwrap_or(0)),
+                    match (approved_by.is_empty(), grant["break_glass"] == true) {
+                        (_, true) => "break-glass".into(),
+                        (true, false) => format!("policy ({})", text(&grant["approval_rule"])),
+                        (false, false) => approved_by.join(", "),
+                    },
+                    text(&grant["ticket"]),
+                    ended,
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["GRANT", "HOLDER", "ROLE", "ATTACHED", "HELD", "APPROVED BY", "TICKET", "ENDED"],
+            &rows,
+        ));
+    }
+    let summary = &report["summary"];
+    let counts = |field: &str| {
+        let pairs: Vec<String> = summary[field]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, count)| format!("{} {count}", text(&Value::from(name.as_str()))))
+            .collect();
+        if pairs.is_empty() { "-".to_string() } else { pairs.join(", ") }
+    };
+    let held = |field: &str| summary[field].as_u64().map(span).unwrap_or("-".into());
+    let lines = [
+        ("grants", summary["grants"].to_string()),
+        ("per role", counts("per_role")),
+        ("per person", counts("per_person")),
+        ("median held", held("median_held_secs")),
+        (
+            "longest held",
+            match summary["longest_grant_id"].as_str() {
+                Some(grant) => {
+                    format!("{} ({})", held("longest_held_secs"), text(&Value::from(grant)))
+                }
+                None => "-".into(),
+            },
+        ),
+        ("break-glass uses", summary["break_glass_uses"].to_string()),
+        ("refusals", format!("{} ({})", summary["refusals"], counts("refusals_by_code"))),
+        ("late revocations", summary["late_revocations"].to_string()),
+    ];
+    out.push_str("\nsummary\n");
+    for (name, value) in lines {
+        out.push_str(&format!("  {name:<16}  {value}\n"));
+    }
+    out
+}
+
+/// An access review campaign as `POST /reviews` answers it.
+pub fn campaign_text(campaign: &Value, clock: &Clock) -> String {
+    let reviewers: Vec<String> =
+        campaign["reviewers"].as_array().into_iter().flatten().map(text).collect();
+    let people: Vec<String> = campaign["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| text(&item["person"]))
+        .collect();
+    let mut out = format!(
+        "access review {} of {} is {}\n",
+        text(&campaign["id"]),
+        text(&campaign["role"]),
+        text(&campaign["state"])
+    );
+    out.push_str(&format!(
+        "  people to keep or remove: {}\n",
+        if people.is_empty() { "none".to_string() } else { people.join(", ") }
+    ));
+    out.push_str(&format!("  reviewers, mailed a link per person: {}\n", reviewers.join(", ")));
+    if let Some(deadline) = time(&campaign["deadline"]) {
+        out.push_str(&format!(
+            "  decide by {}, {}\n",
+            clock.when(deadline),
+            clock.remaining(deadline)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,5 +736,93 @@ pub mod snapshots {
         let roles = roles.as_array().unwrap();
         assert_snapshot("roles.txt", &roles_table(roles, Style::plain()));
         assert_snapshot("roles-none.txt", &roles_table(&[], Style::plain()));
+    }
+
+    #[test]
+    fn live_grants_eligibility_report_and_review() {
+        let style = Style::plain();
+        let grants = json!([
+            { "grant_id": "grant-4f2a", "request_id": "req-4f2a", "holder": "alice",
+              "role": "prod-readonly", "state": "active", "approval_rule": "default",
+              "approvers": ["bob"], "break_glass": false, "justification": "incident INC-1234",
+              "ticket": null, "starts_at": "2026-12-04T10:05:00Z", "ends_at": "2026-12-04T11:05:00Z",
+              "seconds_left": 2100, "overdue": false },
+            { "grant_id": "grant-9c1e", "request_id": "req-9c1e", "holder": "bob",
+              "role": "sandbox", "state": "active", "approval_rule": "self-service",
+              "approvers": [], "break_glass": false, "justification": "trying it",
+              "ticket": null, "starts_at": "2026-12-04T09:00:00Z", "ends_at": "2026-12-04T10:29:00Z",
+              "seconds_left": 0, "overdue": true },
+            { "grant_id": "grant-b7d0", "request_id": "req-b7d0", "holder": "carol",
+              "role": "prod-admin", "state": "approved", "approval_rule": "break_glass",
+              "approvers": [], "break_glass": true, "justification": "outage",
+              "ticket": "INC-9", "starts_at": "2026-12-04T10:29:00Z", "ends_at": "2026-12-04T10:59:00Z",
+              "seconds_left": 1740, "overdue": false }
+        ]);
+        assert_snapshot("grants.txt", &grants_table(grants.as_array().unwrap(), &clock(), style));
+        assert_snapshot("grants-none.txt", &grants_table(&[], &clock(), style));
+
+        let eligibility = json!([
+            { "person": "alice", "role": "prod-admin", "via": ["person"],
+              "principals": ["arn:aws:sts::123456789012:assumed-role/engineer/alice"],
+              "request_window": null, "default_duration": "PT30M", "max_duration": "PT2H",
+              "ticket_pattern": "^(INC|CHG)-[0-9]+$", "justification_min_length": 20,
+              "requester_mfa": false, "max_active_grants": 1, "break_glass_max_duration": null,
+              "rules": [
+                { "name": "on-call-short", "auto_approve": true, "approvers": [], "quorum": 0,
+                  "approver_mfa": false, "when": { "max_duration": "PT15M",
+                  "window": "mon,tue,wed,thu,fri 08:00-18:00 Europe/Berlin" } },
+                { "name": "on-call-long", "auto_approve": false, "approvers": ["carol", "erin"],
+                  "quorum": 1, "approver_mfa": true, "when": { "longer_than": "PT15M" } }
+              ] },
+            { "person": "bob", "role": "prod-admin", "via": ["person", "principal"],
+              "principals": ["arn:aws:sts::123456789012:assumed-role/engineer/bob"],
+              "request_window": null, "default_duration": "PT30M", "max_duration": "PT2H",
+              "ticket_pattern": null, "justification_min_length": 20, "requester_mfa": false,
+              "max_active_grants": 1, "break_glass_max_duration": null,
+              "rules": [{ "name": "two-person", "auto_approve": false,
+                          "approvers": ["carol", "erin"], "quorum": 2, "approver_mfa": false,
+                          "when": {} }] }
+        ]);
+        let entries = eligibility.as_array().unwrap();
+        assert_snapshot("who-can.txt", &eligibility_table(entries, false, style));
+        assert_snapshot("what-can.txt", &eligibility_table(&entries[..1], true, style));
+
+        let report = json!({
+            "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z",
+            "generated_at": "2026-12-04T10:30:00Z",
+            "grants": [
+              { "request_id": "req-1", "grant_id": "grant-1", "holder": "alice",
+                "role": "prod-readonly", "requested_at": "2026-11-02T09:00:00Z",
+                "justification": "INC-1", "ticket": "INC-1", "break_glass": false,
+                "approval_rule": "default", "approvers": ["bob"],
+                "approved_at": "2026-11-02T09:05:00Z", "ends_at": "2026-11-02T10:05:00Z",
+                "attached_at": "2026-11-02T09:05:01Z", "detached_at": "2026-11-02T10:05:30Z",
+                "end_state": "expired", "ended_on_time": true, "revocation_lag_secs": 30,
+                "held_secs": 3600 },
+              { "request_id": "req-2", "grant_id": "grant-2", "holder": "carol",
+                "role": "prod-admin", "requested_at": "2026-11-20T22:00:00Z",
+                "justification": "outage", "ticket": null, "break_glass": true,
+                "approval_rule": "break_glass", "approvers": [],
+                "approved_at": "2026-11-20T22:00:00Z", "ends_at": "2026-11-20T22:30:00Z",
+                "attached_at": "2026-11-20T22:00:01Z", "detached_at": "2026-11-20T22:40:00Z",
+                "end_state": "expired", "ended_on_time": false, "revocation_lag_secs": 600,
+                "held_secs": 1799 }
+            ],
+            "summary": { "grants": 2, "per_role": { "prod-admin": 1, "prod-readonly": 1 },
+              "per_person": { "alice": 1, "carol": 1 }, "median_held_secs": 2699,
+              "longest_held_secs": 3600, "longest_grant_id": "grant-1", "break_glass_uses": 1,
+              "refusals": 3, "refusals_by_code": { "not_eligible": 2, "unknown_requester": 1 },
+              "late_revocations": 1 }
+        });
+        assert_snapshot("report.txt", &report_text(&report, &clock(), style));
+
+        let campaign = json!({
+            "id": "rev-5c01", "role": "prod-admin", "state": "open",
+            "started_at": "2026-12-04T10:30:00Z", "deadline": "2026-12-18T10:30:00Z",
+            "started_by": "erin", "reviewers": ["carol", "erin"],
+            "items": [{ "person": "alice", "decision": null }, { "person": "bob", "decision": null }],
+            "completed_at": null, "policy_diff": null, "overdue_at": null, "version": 1
+        });
+        assert_snapshot("review-started.txt", &campaign_text(&campaign, &clock()));
     }
 }

@@ -249,12 +249,30 @@ async fn a_request_is_approved_by_link_then_shown_extended_and_revoked() {
     );
     assert_eq!(shown["grant"]["id"], grant.as_str());
     let active = pim.run("alice", &["list", "--active", "-o", "json"]).await.json();
-    assert_eq!(active["requests"][0]["id"], id.as_str());
+    assert_eq!(active["grants"][0]["request_id"], id.as_str());
+    assert_eq!(active["grants"][0]["approvers"], serde_json::json!(["bob"]));
+    let ends: chrono::DateTime<chrono::Utc> =
+        shown["grant"]["ends_at"].as_str().unwrap().parse().unwrap();
 
-    // prod-readonly needs an approver for more time: refused by policy.
+    // prod-readonly needs an approver for more time: without a reason for them, refused.
     let longer = pim.run("alice", &["extend", &grant, "--by", "30m"]).await;
     longer.assert_code(3);
-    assert!(longer.stderr.contains("approv"), "{longer:?}");
+    assert!(longer.stderr.contains("needs approvers") && longer.stderr.contains("--reason"));
+    // With one, an extension request goes to bob; the grant keeps its end until he approves.
+    let asked = pim
+        .run("alice", &["extend", &grant, "--by", "30m", "--reason", "INC-1234 is still open"])
+        .await;
+    asked.assert_code(0);
+    assert!(asked.stdout.contains(&format!("grant {grant} of prod-readonly still ends")));
+    let extension = request_id_in(&asked.stdout);
+    let unchanged = pim.run("alice", &["status", &grant, "-o", "json"]).await.json();
+    assert_eq!(unchanged["grant"]["ends_at"], shown["grant"]["ends_at"]);
+    let link = stack.link_for("bob@example.com", &extension).await;
+    assert_eq!(stack.press(&link, "approve").await.status, 200);
+    let moved = pim.run("alice", &["status", &grant, "-o", "json"]).await.json();
+    let moved_end: chrono::DateTime<chrono::Utc> =
+        moved["grant"]["ends_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(moved_end - ends, chrono::Duration::minutes(30));
 
     // A role policy grants by itself can be extended, then given back.
     let sandbox = pim
@@ -288,13 +306,17 @@ async fn a_request_is_approved_by_link_then_shown_extended_and_revoked() {
     assert!(revoked.stdout.contains("of prod-readonly (alice) is revoked"), "{revoked:?}");
     assert!(stack.role_policies("alice-workload").await.is_empty());
     let after = pim.run("alice", &["list", "-o", "json"]).await.json();
-    let states: Vec<&str> = after["requests"]
+    let mut states: Vec<&str> = after["requests"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["revoked", "revoked"]);
+    states.sort();
+    assert_eq!(states, ["applied", "revoked", "revoked"]);
+    let none = pim.run("alice", &["list", "--active"]).await;
+    none.assert_code(0);
+    assert_eq!(none.stdout, "no live grants\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,4 +556,104 @@ async fn mfa_enrolment_shows_a_qr_code_and_confirms_the_first_code() {
     let rest = shown.join().unwrap().unwrap();
     assert!(status.success(), "{rest}");
     assert!(rest.contains("one-time codes are active"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_see_everyones_grants_eligibility_reports_and_start_reviews() {
+    let stack = TestStack::with_signatures(&policy()).await;
+    let pim = Pim::for_stack(&stack);
+    let sandbox = pim
+        .run("alice", &["request", "sandbox", "--reason", "trying the sandbox", "-o", "json"])
+        .await;
+    sandbox.assert_code(0);
+    let grant = sandbox.json()["grant"]["id"].as_str().unwrap().to_string();
+
+    // Everyone's live grants: erin is an administrator, bob is not.
+    let everyone = pim.run("erin", &["list", "--active", "--all", "-o", "json"]).await.json();
+    let grants = everyone["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{everyone}");
+    assert_eq!(
+        (grants[0]["grant_id"].as_str(), grants[0]["holder"].as_str()),
+        (Some(grant.as_str()), Some("alice"))
+    );
+    let table = pim.run("erin", &["list", "--all"]).await;
+    table.assert_code(0);
+    assert!(table.stdout.contains(&grant) && table.stdout.contains("policy (self-service)"));
+    let refused = pim.run("bob", &["list", "--active", "--all"]).await;
+    refused.assert_code(3);
+    assert!(refused.stderr.contains("pim list --active"), "{refused:?}");
+    let own = pim.run("bob", &["list", "--active", "-o", "json"]).await.json();
+    assert_eq!(own["grants"], serde_json::json!([]));
+    let usage = pim.run("erin", &["list", "--all", "--pending"]).await;
+    usage.assert_code(2);
+
+    // Who may request prod-admin: the engineers, less dave (denied), who is not one anyway.
+    let who = pim.run("erin", &["who-can", "prod-admin", "-o", "json"]).await.json();
+    let people: Vec<&str> = who["eligibility"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["person"].as_str().unwrap())
+        .collect();
+    assert_eq!(people, ["alice", "bob"]);
+    let who_table = pim.run("erin", &["who-can", "prod-admin"]).await;
+    assert!(who_table.stdout.contains("two-person: 2 of carol, erin"), "{who_table:?}");
+    // What alice may request agrees with the roles she is shown.
+    let what = pim.run("alice", &["what-can", "-o", "json"]).await.json();
+    let roles = pim.run("alice", &["roles", "-o", "json"]).await.json();
+    let names = |list: &Value, field: &str, key: &str| -> Vec<String> {
+        list[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&what, "eligibility", "role"), names(&roles, "roles", "role"));
+    let nosy = pim.run("alice", &["what-can", "bob"]).await;
+    nosy.assert_code(3);
+    let unknown = pim.run("erin", &["who-can", "no-such-role"]).await;
+    unknown.assert_code(1);
+    assert!(unknown.stderr.contains("no-such-role"), "{unknown:?}");
+
+    // The report of today: alice's sandbox grant, as JSON, as a table and as a CSV file.
+    let today = stack.clock_now().date_naive();
+    let (from, to) = (today.to_string(), (today + chrono::Days::new(1)).to_string());
+    let range = ["report", "--from", &from, "--to", &to];
+    let report = pim.run("erin", &[&range[..], &["-o", "json"]].concat()).await.json();
+    assert_eq!(names(&report, "grants", "grant_id"), std::slice::from_ref(&grant));
+    assert_eq!(report["summary"]["per_person"], serde_json::json!({ "alice": 1 }));
+    let shown = pim.run("erin", &range).await;
+    shown.assert_code(0);
+    assert!(shown.stdout.contains("per role          sandbox 1"), "{shown:?}");
+    let file = pim.home.join("report.csv");
+    let file_arg = file.to_str().unwrap();
+    let csv = pim.run("erin", &[&range[..], &["--csv", "--out", file_arg]].concat()).await;
+    csv.assert_code(0);
+    let written = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = written.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("request_id,grant_id,holder,role"), "{written}");
+    assert_eq!(lines.len(), 2, "{written}");
+    assert!(lines[1].contains(&grant), "{written}");
+    let again = pim.run("erin", &[&range[..], &["--csv", "--out", file_arg]].concat()).await;
+    again.assert_code(2);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+    let backwards = pim.run("erin", &["report", "--from", &to, "--to", &from]).await;
+    backwards.assert_code(2);
+    let not_admin = pim.run("alice", &range).await;
+    not_admin.assert_code(3);
+
+    // An access review of prod-admin, started on demand: security reviews alice and bob.
+    let review = pim.run("erin", &["review", "start", "prod-admin", "-o", "json"]).await.json();
+    assert_eq!(review["state"], "open");
+    assert_eq!(review["reviewers"], serde_json::json!(["carol", "erin"]));
+    let reviewed: Vec<&str> =
+        review["items"].as_array().unwrap().iter().map(|i| i["person"].as_str().unwrap()).collect();
+    assert_eq!(reviewed, people);
+    let mail = stack.mail_to("carol@example.com", &format!("{}/reviews/", stack.base_url)).await;
+    assert!(mail.body.contains(review["id"].as_str().unwrap()), "{}", mail.body);
+    let no_reviewers = pim.run("erin", &["review", "start", "sandbox"]).await;
+    no_reviewers.assert_code(3);
+    let not_allowed = pim.run("alice", &["review", "start", "prod-admin"]).await;
+    not_allowed.assert_code(3);
 }

@@ -5,7 +5,8 @@ use super::{Command, Global, Output, bad_value};
 use crate::api::Api;
 use crate::failure::{Exit, Failure};
 use crate::output::{
-    Clock, Style, approval_status, request_detail, requests_table, roles_table, span, text, time,
+    Clock, Style, approval_status, grants_table, request_detail, requests_table, roles_table, span,
+    text, time,
 };
 use clap::Args;
 use pim::duration::{format_iso, parse_duration};
@@ -52,21 +53,23 @@ pub struct RequestArgs {
 /// `pim list`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  pim list              # all your requests, newest first
-  pim list --active     # your grants in force
-  pim list --pending --output json")]
+  pim list                # all your requests, newest first
+  pim list --pending --output json
+  pim list --active       # your grants in force, with the time left
+  pim list --active --all # everyone's grants in force (administrators)")]
 pub struct ListArgs {
-    /// Only grants in force (approved or active).
-    #[arg(long)]
+    /// Only grants in force (approved or active), soonest end first.
+    #[arg(long, conflicts_with = "pending")]
     pub active: bool,
     /// Only requests waiting for a decision.
     #[arg(long)]
     pub pending: bool,
-    /// Only your own requests (the default: the API shows you yours).
-    #[arg(long)]
+    /// Only your own (the default).
+    #[arg(long, conflicts_with = "all")]
     pub mine: bool,
-    /// Everyone's (administrators; not available from this API yet).
-    #[arg(long)]
+    /// Everyone's grants in force, not only yours (administrators named in the policy);
+    /// implies --active.
+    #[arg(long, conflicts_with = "pending")]
     pub all: bool,
 }
 
@@ -74,15 +77,20 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   pim extend grant-4f2a... --by 30m
-  pim extend grant-4f2a... --by PT1H --mfa-code prompt
+  pim extend grant-4f2a... --by PT1H --reason \"INC-1234 is not fixed yet\" --mfa-code prompt
 
-Policy must approve the longer grant by itself; otherwise request the role again.")]
+Where policy grants the longer time by itself the grant ends later at once. Where it needs
+approvers, --reason is required and an extension request goes to them; the grant keeps its
+end until they approve (follow it with `pim status`). Break-glass grants cannot be extended.")]
 pub struct ExtendArgs {
     /// The grant id (`grant-…`, see `pim list --active`).
     pub grant: String,
     /// How much longer: 30m, 1h, PT45M.
     #[arg(long, value_name = "DURATION")]
     pub by: String,
+    /// Why more time is needed; required where approvers must agree, who read it.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     /// A one-time code from your enrolled app, or `prompt`.
     #[arg(long, value_name = "CODE|prompt")]
     pub mfa_code: Option<String>,
@@ -123,14 +131,6 @@ impl Context {
 
 /// Runs one of the API commands.
 pub async fn run(command: Command, global: &Global, clock: Clock) -> Result<(), Failure> {
-    if let Command::List(ListArgs { all: true, .. }) = &command {
-        return Err(Failure::new(
-            Exit::Other,
-            "--all needs the administrators' listing of everyone's grants, which this pim API \
-             does not offer yet",
-        )
-        .hint("`pim list` shows your own requests; `pim audit` reads everyone's records"));
-    }
     let api = Api::connect(&global.target()).await?;
     let context = Context { api, output: global.output, clock, style: Style::stdout() };
     match command {
@@ -138,7 +138,9 @@ pub async fn run(command: Command, global: &Global, clock: Clock) -> Result<(), 
         Command::Request(args) => request(&context, args).await,
         Command::Status { id: Some(id) } => status(&context, &id).await,
         Command::Status { id: None } => list(&context, true, true).await,
-        Command::List(args) => list(&context, args.active, args.pending).await,
+        Command::List(ListArgs { all: true, .. }) => live_grants(&context, true).await,
+        Command::List(ListArgs { active: true, .. }) => live_grants(&context, false).await,
+        Command::List(args) => list(&context, false, args.pending).await,
         Command::Cancel { id } => cancel(&context, &id).await,
         Command::Extend(args) => extend(&context, args).await,
         Command::Revoke(args) => revoke(&context, args).await,
@@ -397,6 +399,21 @@ async fn list(context: &Context, active: bool, pending: bool) -> Result<(), Fail
     Ok(())
 }
 
+/// Grants in force from `GET /grants`: the caller's, or everyone's.
+async fn live_grants(context: &Context, everyone: bool) -> Result<(), Failure> {
+    let path = if everyone { "/grants?active&all" } else { "/grants?active" };
+    let answer = context.api.get(path).await.map_err(|failure| match failure.code() {
+        Some("not_an_administrator") => failure.hint(
+            "only administrators named in the policy see everyone's grants; `pim list --active` \
+             shows yours",
+        ),
+        _ => failure,
+    })?;
+    let grants = answer["grants"].as_array().cloned().unwrap_or_default();
+    context.show(&answer, || grants_table(&grants, &context.clock, context.style));
+    Ok(())
+}
+
 async fn cancel(context: &Context, id: &str) -> Result<(), Failure> {
     let path = format!("/requests/{}/cancel", path_segment(id)?);
     let cancelled = context.api.post(&path, &json!({})).await?;
@@ -409,14 +426,24 @@ async fn cancel(context: &Context, id: &str) -> Result<(), Failure> {
 async fn extend(context: &Context, args: ExtendArgs) -> Result<(), Failure> {
     let secs = parse_duration(&args.by).map_err(|err| bad_value("--by", err))?;
     let mut body = json!({ "by": format_iso(secs) });
+    if let Some(reason) = &args.reason {
+        body["reason"] = json!(reason);
+    }
     if let Some(code) = one_time_code(args.mfa_code.as_deref())? {
         body["mfa_code"] = json!(code);
     }
     let path = format!("/grants/{}/extend", path_segment(&args.grant)?);
     let extended = match context.api.post(&path, &body).await {
         Ok(extended) => extended,
+        Err(failure) if failure.code() == Some("reason_required") => {
+            return Err(failure.hint("add --reason \"...\" for the approvers to read"));
+        }
         Err(failure) => return Err(ended_grant(context, &args.grant, failure).await),
     };
+    if !extended["extends"].is_null() {
+        context.show(&extended, || extension_asked(&extended, &context.clock));
+        return Ok(());
+    }
     context.show(&extended, || {
         let end = time(&extended["grant"]["ends_at"]);
         format!(
@@ -428,6 +455,27 @@ async fn extend(context: &Context, args: ExtendArgs) -> Result<(), Failure> {
         )
     });
     Ok(())
+}
+
+/// What an extension request sent to approvers means for the holder.
+fn extension_asked(request: &Value, clock: &Clock) -> String {
+    let extends = &request["extends"];
+    let id = text(&request["id"]);
+    let mut out = format!(
+        "grant {} of {} still ends {}; extension request {id} to {} is pending: {}\n",
+        text(&extends["grant_id"]),
+        text(&request["role"]),
+        time(&extends["ends_at"]).map(|t| clock.when(t)).unwrap_or_default(),
+        time(&extends["extend_to"]).map(|t| clock.when(t)).unwrap_or_default(),
+        approval_status(request)
+    );
+    if let Some(until) = time(&request["pending_until"]) {
+        out.push_str(&format!("  approvers have until {}\n", clock.when(until)));
+    }
+    out.push_str(&format!(
+        "  follow it with `pim status {id}`; withdraw it with `pim cancel {id}`\n"
+    ));
+    out
 }
 
 async fn revoke(context: &Context, args: RevokeArgs) -> Result<(), Failure> {
@@ -524,6 +572,14 @@ mod tests {
         pending["grant"] = Value::Null;
         pending["undelivered_notifications"] = json!(["carol"]);
         assert_snapshot("submitted.txt", &submitted(&pending, &clock()));
+        let mut extension = pending;
+        extension["id"] = json!("req-8d21");
+        extension["extends"] = json!({
+            "grant_id": "grant-4f2a", "request_id": "req-4f2a",
+            "ends_at": "2026-12-04T11:05:00Z", "extend_to": "2026-12-04T11:35:00Z"
+        });
+        extension["pending_until"] = json!("2026-12-04T11:05:00Z");
+        assert_snapshot("extension-asked.txt", &extension_asked(&extension, &clock()));
     }
 
     #[test]

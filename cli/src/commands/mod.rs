@@ -3,12 +3,15 @@
 //! - [`access`]: `roles`, `request`, `status`, `list`, `cancel`, `extend`, `revoke`: the API.
 //! - [`mfa`]: `mfa enroll`, with the QR code in the terminal.
 //! - [`configure`]: `configure`, the settings file.
+//! - [`oversight`]: `who-can`, `what-can`, `report` and `review start`, for security leads
+//!   and auditors.
 //! - [`policy`] and [`audit`]: the policy document and the audit trail, offline or from AWS.
 
 pub mod access;
 pub mod audit;
 pub mod configure;
 pub mod mfa;
+pub mod oversight;
 pub mod policy;
 
 use crate::api::Target;
@@ -71,7 +74,7 @@ pub enum Command {
         /// A request id (`req-…`) or grant id (`grant-…`).
         id: Option<String>,
     },
-    /// List your requests.
+    /// List your requests, your live grants, or everyone's (administrators).
     List(access::ListArgs),
     /// Withdraw a pending request.
     #[command(after_help = "Example:\n  pim cancel req-4f2a...")]
@@ -79,10 +82,19 @@ pub enum Command {
         /// The request id (`req-…`).
         id: String,
     },
-    /// Make an active grant last longer, where policy approves that by itself.
+    /// Make an active grant last longer: at once where policy allows, else by approval.
     Extend(access::ExtendArgs),
     /// End a grant now: your own (relinquish), or anyone's as an administrator.
     Revoke(access::RevokeArgs),
+    /// Who may request a role, and under which approval rules.
+    WhoCan(oversight::WhoCanArgs),
+    /// What a person (or you) may request, and under which approval rules.
+    WhatCan(oversight::WhatCanArgs),
+    /// The auditors' report of a time range: every grant, and a summary (administrators).
+    Report(oversight::ReportArgs),
+    /// Access reviews: recertify who stays eligible for a role (administrators).
+    #[command(subcommand)]
+    Review(oversight::ReviewCommand),
     /// Enrol the one-time code app that policy may ask for.
     #[command(subcommand)]
     Mfa(mfa::MfaCommand),
@@ -118,6 +130,10 @@ pub async fn run(
         }
         Command::Configure(args) => configure::run(args, &global).await,
         Command::Mfa(command) => mfa::run(command, &global).await,
+        Command::WhoCan(args) => oversight::who_can(args, &global).await,
+        Command::WhatCan(args) => oversight::what_can(args, &global).await,
+        Command::Report(args) => oversight::report(args, &global).await,
+        Command::Review(command) => oversight::review(command, &global).await,
         command => access::run(command, &global, Clock::system()).await,
     };
     match outcome {
