@@ -359,13 +359,6 @@ pub fn grants_table(grants: &[Value], clock: &Clock, style: Style) -> String {
     let rows: Vec<Vec<String>> = grants
         .iter()
         .map(|grant| {
-            let approved_by: Vec<String> =
-                grant["approvers"].as_array().into_iter().flatten().map(text).collect();
-            let approval = match (approved_by.is_empty(), grant["break_glass"] == true) {
-                (_, true) => "break-glass".to_string(),
-                (true, false) => format!("policy ({})", text(&grant["approval_rule"])),
-                (false, false) => approved_by.join(", "),
-            };
             let ends = match time(&grant["ends_at"]) {
                 Some(end) if grant["overdue"] == true => {
                     format!("{} ({}, not yet removed)", clock.when(end), clock.remaining(end))
@@ -378,13 +371,25 @@ pub fn grants_table(grants: &[Value], clock: &Clock, style: Style) -> String {
                 text(&grant["holder"]),
                 style.bold(&text(&grant["role"])),
                 style.state(grant["state"].as_str().unwrap_or("?")),
-                approval,
+                approved_by(grant),
                 time(&grant["starts_at"]).map(|t| clock.when(t)).unwrap_or_default(),
                 ends,
             ]
         })
         .collect();
     table(&["GRANT", "HOLDER", "ROLE", "STATE", "APPROVED BY", "FROM", "ENDS"], &rows)
+}
+
+/// Who let a grant (of `GET /grants` or the report) happen: its approvers, the policy's
+/// rule that granted it by itself, or break-glass.
+fn approved_by(grant: &Value) -> String {
+    let approvers: Vec<String> =
+        grant["approvers"].as_array().into_iter().flatten().map(text).collect();
+    match (approvers.is_empty(), grant["break_glass"] == true) {
+        (_, true) => "break-glass".into(),
+        (true, false) => format!("policy ({})", text(&grant["approval_rule"])),
+        (false, false) => approvers.join(", "),
+    }
 }
 
 /// Who may request what (`GET /eligibility`): led by the role for one person's roles, by
@@ -474,8 +479,6 @@ pub fn report_text(report: &Value, clock: &Clock, style: Style) -> String {
         let rows: Vec<Vec<String>> = grants
             .iter()
             .map(|grant| {
-                let approved_by: Vec<String> =
-                    grant["approvers"].as_array().into_iter().flatten().map(text).collect();
                 let ended = match (grant["end_state"].as_str(), &grant["ended_on_time"]) {
                     (None, _) => "-".to_string(),
                     (Some(state), Value::Bool(false)) => {
@@ -490,11 +493,7 @@ pub fn report_text(report: &Value, clock: &Clock, style: Style) -> String {
                     text(&grant["role"]),
                     time(&grant["attached_at"]).map(|t| clock.when(t)).unwrap_or("-".into()),
                     span(grant["held_secs"].as_u64().unwrap_or(0)),
-                    match (approved_by.is_empty(), grant["break_glass"] == true) {
-                        (_, true) => "break-glass".into(),
-                        (true, false) => format!("policy ({})", text(&grant["approval_rule"])),
-                        (false, false) => approved_by.join(", "),
-                    },
+                    approved_by(grant),
                     text(&grant["ticket"]),
                     ended,
                 ]

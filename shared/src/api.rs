@@ -131,16 +131,10 @@ pub fn parse_query(text: &str, known: &[&str]) -> Result<Vec<(String, String)>> 
     if text.len() > 1024 {
         return Err(invalid("the query string is longer than 1024 bytes".into()));
     }
+    let pairs =
+        decode_pairs(text).ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
     let mut fields: Vec<(String, String)> = Vec::new();
-    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |part: &str| {
-            percent_encoding::percent_decode_str(&part.replace('+', " "))
-                .decode_utf8()
-                .map(|text| text.into_owned())
-                .map_err(|_| invalid("the query string is not valid UTF-8".into()))
-        };
-        let (key, value) = (decode(key)?, decode(value)?);
+    for (key, value) in pairs {
         let shown: String = key.chars().take(32).flat_map(char::escape_default).collect();
         if !known.contains(&key.as_str()) {
             return Err(invalid(format!("unknown query parameter '{shown}'")));
@@ -154,6 +148,25 @@ pub fn parse_query(text: &str, known: &[&str]) -> Result<Vec<(String, String)>> 
         fields.push((key, value));
     }
     Ok(fields)
+}
+
+/// The `name=value` pairs of a URL-encoded query string or form, decoded (`+` is a space),
+/// in order; a pair without `=` has the empty value. `None` when a decoded part is not
+/// UTF-8.
+pub fn decode_pairs(text: &str) -> Option<Vec<(String, String)>> {
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(&part.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|text| text.into_owned())
+    };
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(key)?, decode(value)?))
+        })
+        .collect()
 }
 
 /// A text answer of `media_type` with `status`; never cached.

@@ -213,15 +213,7 @@ fn parse_form(bytes: &[u8]) -> Result<Vec<(String, String)>> {
     let malformed = || PimError::invalid("malformed_form", "the form could not be read");
     let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
     let mut fields: Vec<(String, String)> = Vec::new();
-    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |part: &str| {
-            percent_encoding::percent_decode_str(&part.replace('+', " "))
-                .decode_utf8()
-                .map(|text| text.into_owned())
-                .map_err(|_| malformed())
-        };
-        let (key, value) = (decode(key)?, decode(value)?);
+    for (key, value) in pim::api::decode_pairs(text).ok_or_else(malformed)? {
         if !matches!(key.as_str(), "csrf" | "decision" | "mfa_code")
             || fields.iter().any(|(k, _)| *k == key)
         {

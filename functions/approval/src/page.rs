@@ -141,13 +141,7 @@ fn review_table(campaign: &Campaign, person: &str) -> String {
         ("Decide before", format!("{} UTC", iam_time(campaign.deadline))),
         ("Decision", decision),
     ];
-    let cells: String = rows
-        .iter()
-        .map(|(name, value)| {
-            format!("<tr><th>{}</th><td>{}</td></tr>", escape_html(name), escape_html(value))
-        })
-        .collect();
-    format!("<table>{cells}</table>")
+    html_table(&rows)
 }
 
 /// The page for a refusal or failure, with the status and stable code of the error.
@@ -199,13 +193,7 @@ fn facts_table(request: &AccessRequest) -> String {
             ),
         ));
     }
-    let cells: String = rows
-        .iter()
-        .map(|(name, value)| {
-            format!("<tr><th>{}</th><td>{}</td></tr>", escape_html(name), escape_html(value))
-        })
-        .collect();
-    format!("<table>{cells}</table>")
+    html_table(&rows)
 }
 
 fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
@@ -225,4 +213,19 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+/// Rows of name and value as an HTML table, both escaped.
+fn html_table<N: AsRef<str>>(rows: &[(N, String)]) -> String {
+    let cells: String = rows
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape_html(name.as_ref()),
+                escape_html(value)
+            )
+        })
+        .collect();
+    format!("<table>{cells}</table>")
 }

@@ -518,12 +518,7 @@ impl RequestStore for DynamoRequestStore {
             if let Some(link_id) = consume_link {
                 let first = changes.first().map(|(next, _)| next.id.as_str()).unwrap_or_default();
                 let consumed_at = sealed.first().map(|r| r.time.to_rfc3339()).unwrap_or_default();
-                let link = HashMap::from([
-                    ("pk".into(), s(format!("LINK#{link_id}"))),
-                    ("sk".into(), s("LINK")),
-                    ("request_id".into(), s(first)),
-                    ("consumed_at".into(), s(consumed_at)),
-                ]);
+                let link = link_item(link_id, first, &consumed_at);
                 items.push((Part::Link, self.put(link, "attribute_not_exists(pk)", None)?));
             }
             Ok(items)
@@ -532,23 +527,14 @@ impl RequestStore for DynamoRequestStore {
     }
 
     async fn live_grants(&self) -> Result<Vec<AccessRequest>> {
-        let items: Vec<Item> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("sk = :request AND (#state = :active OR #state = :approved)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":request", s("REQUEST"))
-            .expression_attribute_values(":active", s(RequestState::Active.as_str()))
-            .expression_attribute_values(":approved", s(RequestState::Approved.as_str()))
-            .consistent_read(true)
-            .set_limit(self.scan_page)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<_, _>>()
-            .await
-            .map_err(|err| aws_error("dynamodb:Scan", err))?;
+        // `state` is a reserved word of DynamoDB's expressions: it is named `#state`.
+        let values = HashMap::from([
+            (":request".into(), s("REQUEST")),
+            (":active".into(), s(RequestState::Active.as_str())),
+            (":approved".into(), s(RequestState::Approved.as_str())),
+        ]);
+        let filter = "sk = :request AND (#state = :active OR #state = :approved)";
+        let items = self.scan_where(filter, values, &[("#state", "state")]).await?;
         items.iter().map(decode).collect()
     }
 
@@ -616,13 +602,13 @@ impl RequestStore for DynamoRequestStore {
     async fn campaigns(&self) -> Result<Vec<Campaign>> {
         let values =
             HashMap::from([(":campaign".into(), s("CAMPAIGN#")), (":sk".into(), s("CAMPAIGN"))]);
-        let items = self.scan_where("begins_with(pk, :campaign) AND sk = :sk", values).await?;
+        let items = self.scan_where("begins_with(pk, :campaign) AND sk = :sk", values, &[]).await?;
         items.iter().map(decode).collect()
     }
 
     async fn all_requests(&self) -> Result<Vec<AccessRequest>> {
         let items = self
-            .scan_where("sk = :request", HashMap::from([(":request".into(), s("REQUEST"))]))
+            .scan_where("sk = :request", HashMap::from([(":request".into(), s("REQUEST"))]), &[])
             .await?;
         items.iter().map(decode).collect()
     }
@@ -636,7 +622,7 @@ impl RequestStore for DynamoRequestStore {
         // across fractional seconds: the scan takes every chain record and the range is
         // applied to the decoded times.
         let values = HashMap::from([(":chain".into(), s("AUDIT#CHAIN#"))]);
-        let items = self.scan_where("begins_with(pk, :chain)", values).await?;
+        let items = self.scan_where("begins_with(pk, :chain)", values, &[]).await?;
         let mut records: Vec<AuditRecord> = items
             .iter()
             .map(decode::<AuditRecord>)
@@ -666,13 +652,24 @@ fn link_item(link_id: &str, subject: &str, at: &str) -> Item {
 }
 
 impl DynamoRequestStore {
-    /// Every item matching `filter`, from a paginated, strongly consistent `Scan`.
-    async fn scan_where(&self, filter: &str, values: Item) -> Result<Vec<Item>> {
+    /// Every item matching `filter`, from a paginated, strongly consistent `Scan`; `names`
+    /// are the expression's attribute name placeholders.
+    async fn scan_where(
+        &self,
+        filter: &str,
+        values: Item,
+        names: &[(&str, &str)],
+    ) -> Result<Vec<Item>> {
+        let names: HashMap<String, String> = names
+            .iter()
+            .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+            .collect();
         self.client
             .scan()
             .table_name(&self.table)
             .filter_expression(filter)
             .set_expression_attribute_values(Some(values))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .consistent_read(true)
             .set_limit(self.scan_page)
             .into_paginator()
