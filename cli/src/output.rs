@@ -532,6 +532,7 @@ pub fn report_text(report: &Value, clock: &Clock, style: Style) -> String {
         ("break-glass uses", summary["break_glass_uses"].to_string()),
         ("refusals", format!("{} ({})", summary["refusals"], counts("refusals_by_code"))),
         ("late revocations", summary["late_revocations"].to_string()),
+        ("alerts", counts("alerts")),
     ];
     out.push_str("\nsummary\n");
     for (name, value) in lines {
@@ -811,7 +812,9 @@ pub mod snapshots {
               "per_person": { "alice": 1, "carol": 1 }, "median_held_secs": 2699,
               "longest_held_secs": 3600, "longest_grant_id": "grant-1", "break_glass_uses": 1,
               "refusals": 3, "refusals_by_code": { "not_eligible": 2, "unknown_requester": 1 },
-              "late_revocations": 1 }
+              "late_revocations": 1,
+              "alerts": { "break_glass": 1, "frequent_activation": 0, "standing_access": 0,
+                          "unused_eligibility": 2 } }
         });
         assert_snapshot("report.txt", &report_text(&report, &clock(), style));
 
