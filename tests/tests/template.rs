@@ -29,7 +29,8 @@ const CORE_FUNCTIONS: [&str; 3] = ["RequestFunction", "ApprovalFunction", "Revoc
 /// Every IAM action each role may be allowed, and no other: what its code calls. DynamoDB
 /// checks a `TransactWriteItems` item by item, so its Puts need `dynamodb:PutItem` (the
 /// audit chain's records and head, the sweep's findings, are such Puts; the head is read
-/// with `GetItem`); the `kms` data-key actions are only usable through DynamoDB (a condition
+/// with `GetItem`, alone or beside a request in a `TransactGetItems`, which IAM also
+/// authorizes as `GetItem`); the `kms` data-key actions are only usable through DynamoDB (a condition
 /// the rules check). The audit shipper also puts lifecycle events on the stack's bus
 /// (`events:PutEvents`, `docs/events.md`). Revocation also runs the sweep (`shared/src/service/sweep.rs`): Scan for
 /// live grants, the IAM reads of eligible roles, ListSchedules, and CreateSchedule with

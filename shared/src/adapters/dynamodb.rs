@@ -439,17 +439,35 @@ impl RequestStore for DynamoRequestStore {
     }
 
     async fn load_request(&self, id: &str) -> Result<Option<AccessRequest>> {
+        // The chain head comes with the request in the same call: whatever the caller does
+        // next with the request is usually sealed as a record, and a new process (every
+        // function on Lambda, at each invocation that changes something) would otherwise
+        // read the head by itself. A head that moves meanwhile costs what a stale cached
+        // head costs: one cancelled transaction, never a broken chain.
+        let get = |pk: String, sk: &str| {
+            let get = aws_sdk_dynamodb::types::Get::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .build()
+                .map_err(|err| PimError::aws("dynamodb:TransactGetItems", false, err))?;
+            Ok::<_, PimError>(aws_sdk_dynamodb::types::TransactGetItem::builder().get(get).build())
+        };
         let output = self
             .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(request_key(id)))
-            .key("sk", s("REQUEST"))
-            .consistent_read(true)
+            .transact_get_items()
+            .transact_items(get(request_key(id), "REQUEST")?)
+            .transact_items(get(HEAD_PK.to_string(), "HEAD")?)
             .send()
             .await
-            .map_err(|err| aws_error("dynamodb:GetItem", err))?;
-        output.item.as_ref().map(decode).transpose()
+            .map_err(|err| aws_error("dynamodb:TransactGetItems", err))?;
+        let responses = output.responses();
+        let item_at = |at: usize| responses.get(at).and_then(|response| response.item());
+        match item_at(1) {
+            Some(head) => self.learn_head(head_of(head)?),
+            None => self.learn_head(ChainHead::genesis()),
+        }
+        item_at(0).map(decode).transpose()
     }
 
     async fn requests_of(&self, person_id: &str) -> Result<Vec<AccessRequest>> {
