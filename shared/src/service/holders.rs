@@ -293,29 +293,10 @@ impl Pim {
         };
         let links = self.signed_links(&request, &approvers).await?;
         let actor = Actor::person(&person.id, Some(caller.as_str()));
-        let mut record = AuditRecord::new(
-            AuditAction::RequestCreated,
-            Outcome::Success,
-            actor,
-            Source::Api,
-            now,
-        )
-        .about(&request)
-        .with("duration", format_iso(added_secs))
-        .with("justification", request.justification.clone())
-        .with("approvers", request.approvers.clone())
-        .with("approval_rule", plan.rule.clone())
-        .with("quorum", plan.quorum)
-        .with("target_role_arn", request.target_role_arn.clone())
-        .with("extends", grant.id.clone())
-        .with("ends_at", iam_time(grant.ends_at))
-        .with("extend_to", iam_time(extend_to));
-        if let Some(ticket) = &request.ticket {
-            record = record.with("ticket", ticket.clone());
-        }
-        if let Some(mfa) = mfa {
-            record = record.with("mfa", mfa);
-        }
+        let record = super::requests::created_record(&request, actor, added_secs, mfa)
+            .with("extends", grant.id.clone())
+            .with("ends_at", iam_time(grant.ends_at))
+            .with("extend_to", iam_time(extend_to));
         self.store.create_request(&request, &record).await?;
         tracing::info!(request_id = %request.id, grant_id = %grant.id, requester = %person.id,
             extend_to = %iam_time(extend_to), rule = %plan.rule, "extension requested");

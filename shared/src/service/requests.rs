@@ -130,28 +130,9 @@ impl Pim {
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.
         let links = self.signed_links(&request, &approvers).await?;
 
-        let mut record = AuditRecord::new(
-            AuditAction::RequestCreated,
-            Outcome::Success,
-            actor,
-            Source::Api,
-            now,
-        )
-        .about(&request)
-        .with("duration", format_iso(duration_secs))
-        .with("justification", request.justification.clone())
-        .with("approvers", request.approvers.clone())
-        .with("approval_rule", plan.rule.clone())
-        .with("quorum", plan.quorum)
-        .with("target_role_arn", request.target_role_arn.clone());
-        if let Some(ticket) = &request.ticket {
-            record = record.with("ticket", ticket.clone());
-        }
+        let mut record = created_record(&request, actor, duration_secs, mfa);
         if request.break_glass {
             record = record.with("break_glass", true).with("severity", "high");
-        }
-        if let Some(mfa) = mfa {
-            record = record.with("mfa", mfa);
         }
         self.store.create_request(&request, &record).await?;
         tracing::info!(request_id = %request.id, requester = %person.id, role = %role.name,
@@ -515,6 +496,37 @@ fn checked_ticket(role: &CatalogRole, ticket: Option<&str>) -> Result<Option<Str
         }
         (None, ticket) => Ok(ticket.map(str::to_string)),
     }
+}
+
+/// The `request.created` record of `request`, asked for `duration_secs` by `actor`, with
+/// the second factor that was checked, if any.
+pub(crate) fn created_record(
+    request: &AccessRequest,
+    actor: Actor,
+    duration_secs: u64,
+    mfa: Option<&'static str>,
+) -> AuditRecord {
+    let mut record = AuditRecord::new(
+        AuditAction::RequestCreated,
+        Outcome::Success,
+        actor,
+        Source::Api,
+        request.created_at,
+    )
+    .about(request)
+    .with("duration", format_iso(duration_secs))
+    .with("justification", request.justification.clone())
+    .with("approvers", request.approvers.clone())
+    .with("approval_rule", request.approval_rule.clone())
+    .with("quorum", request.quorum)
+    .with("target_role_arn", request.target_role_arn.clone());
+    if let Some(ticket) = &request.ticket {
+        record = record.with("ticket", ticket.clone());
+    }
+    if let Some(mfa) = mfa {
+        record = record.with("mfa", mfa);
+    }
+    record
 }
 
 pub(crate) fn not_found(id: &str) -> PimError {
