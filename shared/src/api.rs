@@ -114,7 +114,13 @@ pub fn problem_response(err: &PimError) -> Response<Body> {
         "code": err.code(),
         "detail": detail,
     });
-    respond(status, PROBLEM_JSON, body.to_string())
+    let mut response = respond(status, PROBLEM_JSON, body.to_string());
+    if let PimError::TooMany { retry_after_secs, .. } = err {
+        response
+            .headers_mut()
+            .insert("retry-after", lambda_http::http::HeaderValue::from(*retry_after_secs));
+    }
+    response
 }
 
 /// The query string's parameters, decoded, each at most once and each one of `known`;

@@ -31,6 +31,11 @@ pub enum PimError {
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
 
+    /// The caller asked more often than policy allows; a retry can succeed after
+    /// `retry_after_secs` (HTTP 429).
+    #[error("{message}")]
+    TooMany { code: &'static str, message: String, retry_after_secs: u64 },
+
     /// The body is larger than the API accepts (HTTP 413).
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -98,6 +103,7 @@ impl PimError {
             Self::Refused { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::Conflict { .. } => 409,
+            Self::TooMany { .. } => 429,
             Self::TooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
             Self::Aws { .. } | Self::GrantFailed { .. } => 502,
@@ -111,7 +117,8 @@ impl PimError {
             Self::Invalid { code, .. }
             | Self::Refused { code, .. }
             | Self::NotFound { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::TooMany { code, .. } => code,
             Self::TooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::Aws { .. } => "upstream_failure",

@@ -19,8 +19,15 @@ use chrono::{DateTime, Utc};
 #[async_trait]
 pub trait RequestStore: Send + Sync {
     /// Stores a new request with its `request.created` record, in one transaction. Fails
-    /// with a conflict if the id exists.
-    async fn create_request(&self, request: &AccessRequest, record: &AuditRecord) -> Result<()>;
+    /// with a conflict if the id exists, and with `too_many_requests` (429) if it would be
+    /// its requester's request number `per_hour + 1` in the clock hour of its creation;
+    /// the count is part of the same transaction, so racing requests cannot pass it.
+    async fn create_request(
+        &self,
+        request: &AccessRequest,
+        record: &AuditRecord,
+        per_hour: u32,
+    ) -> Result<()>;
 
     /// The request with this id, read strongly consistently.
     async fn load_request(&self, id: &str) -> Result<Option<AccessRequest>>;

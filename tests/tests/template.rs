@@ -427,8 +427,14 @@ fn service_conditions_hold(template: &Value) -> Findings {
                 "ForAllValues:StringLike",
                 "dynamodb:LeadingKeys",
             );
-            if keys != ["MFA#*"] || statement.actions.len() != 1 {
-                findings.push(format!("{} may update items other than enrolments", statement.role));
+            // Enrolments (a code's step); and, for the request function alone, the count
+            // items of the flood limit.
+            let counts = statement.role == "RequestRole" && keys == ["RATE#*"];
+            if !(keys == ["MFA#*"] || counts) || statement.actions.len() != 1 {
+                findings.push(format!(
+                    "{} may update items other than enrolments and request counts",
+                    statement.role
+                ));
             }
         }
         if has("ses:SendEmail") {
@@ -1195,6 +1201,10 @@ fn each_rule_catches_its_breach() {
         ("updates beyond enrolments", "service conditions hold", |t| {
             let statement = statement_mut(t, "RequestRole", "dynamodb:UpdateItem");
             statement.as_mapping_mut().unwrap().remove("Condition");
+        }),
+        ("approval may touch the request counts", "service conditions hold", |t| {
+            let s = "{Effect: Allow, Action: dynamodb:UpdateItem, Resource: !GetAtt Table.Arn, Condition: {'ForAllValues:StringLike': {'dynamodb:LeadingKeys': ['RATE#*']}}}";
+            add_statement(t, "ApprovalRole", s);
         }),
         ("the scheduler trust loses its source", "scheduler trust is conditioned", |t| {
             let trust = &mut t["Resources"]["SchedulerRole"]["Properties"];

@@ -10,6 +10,7 @@
 //! | chain head | `AUDIT#HEAD` | `HEAD` | `sequence` and `hash` of the newest record |
 //! | shipping cursor | `AUDIT#SHIPPED` | `CURSOR` | `sequence` shipped so far |
 //! | consumed link | `LINK#<link id>` | `LINK` | exists once the link decided something |
+//! | request count | `RATE#<person id>` | `HOUR#<hours since the epoch>` | `count` of the person's requests created in that hour; `ttl` a day after it |
 //! | finding | `FINDING#<key>` | `FINDING` | a sweep finding outside any request, once per key |
 //! | attachment | `ATTACH#<role name>` | `<policy ARN>` | `doc` JSON and `version`: who holds a managed policy pim attached |
 //! | review campaign | `CAMPAIGN#<id>` | `CAMPAIGN` | `doc` JSON and `version`: an access review and its decisions |
@@ -98,6 +99,25 @@ impl DynamoRequestStore {
             .build()
             .map_err(|err| PimError::aws("dynamodb:TransactWriteItems", false, err))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The update that counts one more request of `person` in `hour` (hours since the
+    /// epoch), only while fewer than `per_hour` are counted.
+    fn count_request(&self, person: &str, hour: i64, per_hour: u32) -> Result<TransactWriteItem> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("RATE#{person}")))
+            .key("sk", s(format!("HOUR#{hour}")))
+            .update_expression("ADD #count :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#count) OR #count < :limit")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(per_hour))
+            .expression_attribute_values(":ttl", n((hour + 25) * 3600))
+            .build()
+            .map_err(|err| PimError::aws("dynamodb:TransactWriteItems", false, err))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     async fn transact(
@@ -200,6 +220,7 @@ enum Part {
     Finding,
     Enrollment,
     Campaign,
+    Rate,
     Chain,
 }
 
@@ -236,6 +257,14 @@ fn conflict_of(parts: &[Part], codes: &[String]) -> Option<PimError> {
     let failed = |part: Part| {
         parts.iter().zip(codes).any(|(p, code)| *p == part && code == "ConditionalCheckFailed")
     };
+    if failed(Part::Rate) {
+        return Some(PimError::TooMany {
+            code: "too_many_requests",
+            message: "too many requests in this hour; nothing was stored and no mail was sent"
+                .into(),
+            retry_after_secs: 0,
+        });
+    }
     if failed(Part::Link) {
         return Some(PimError::conflict(
             "link_already_used",
@@ -421,21 +450,34 @@ fn number_of(item: &Item, name: &str) -> Result<u64> {
 
 #[async_trait]
 impl RequestStore for DynamoRequestStore {
-    async fn create_request(&self, request: &AccessRequest, record: &AuditRecord) -> Result<()> {
-        self.append(record, |sealed| {
-            Ok(vec![
-                (Part::Request, self.put(request_item(request), "attribute_not_exists(pk)", None)?),
-                (
-                    Part::History,
-                    self.put(
-                        history_item(sealed, &request.id, request.version),
-                        "attribute_not_exists(pk)",
-                        None,
-                    )?,
-                ),
-            ])
-        })
-        .await
+    async fn create_request(
+        &self,
+        request: &AccessRequest,
+        record: &AuditRecord,
+        per_hour: u32,
+    ) -> Result<()> {
+        let hour = request.created_at.timestamp().div_euclid(3600);
+        let outcome = self
+            .append(record, |sealed| {
+                let history = history_item(sealed, &request.id, request.version);
+                Ok(vec![
+                    (
+                        Part::Request,
+                        self.put(request_item(request), "attribute_not_exists(pk)", None)?,
+                    ),
+                    (Part::History, self.put(history, "attribute_not_exists(pk)", None)?),
+                    (Part::Rate, self.count_request(&request.requester, hour, per_hour)?),
+                ])
+            })
+            .await;
+        match outcome {
+            Err(PimError::TooMany { code, message, .. }) => {
+                let next_hour = (hour + 1) * 3600;
+                let retry_after_secs = (next_hour - request.created_at.timestamp()).max(1) as u64;
+                Err(PimError::TooMany { code, message, retry_after_secs })
+            }
+            other => other,
+        }
     }
 
     async fn load_request(&self, id: &str) -> Result<Option<AccessRequest>> {

@@ -247,6 +247,9 @@ impl Checker {
         if settings.managed_policy_quota == 0 {
             self.error("settings.managed_policy_quota", "IAM lets every role have at least one");
         }
+        if settings.requests_per_hour == 0 {
+            self.error("settings.requests_per_hour", "must allow at least one request an hour");
+        }
         let time_zone = self.time_zone(&settings.time_zone, "settings.time_zone");
         let (people, person_by_principal) = self.people(&document.people);
         self.groups(&document.groups);
@@ -275,6 +278,7 @@ impl Checker {
             time_zone,
             protected_resources: settings.protected_resources.clone(),
             managed_policy_quota: settings.managed_policy_quota,
+            requests_per_hour: settings.requests_per_hour,
             people,
             roles,
             person_by_principal,
@@ -876,6 +880,11 @@ roles:
     fn each_problem_is_found_with_its_path_and_line() {
         let cases: &[(&str, &str, &str)] = &[
             ("version: 1", "version: 2", "1:1: error: version: expected 1, found 2"),
+            (
+                "version: 1",
+                "version: 1\nsettings: {requests_per_hour: 0}",
+                "settings.requests_per_hour: must allow at least one request an hour",
+            ),
             (
                 "description: d",
                 "description: d\n    surprise: 1",

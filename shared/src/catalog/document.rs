@@ -117,6 +117,10 @@ pub struct Settings {
     /// account with a raised quota says so here). Checked before a grant is approved.
     #[serde(default = "default_managed_policy_quota")]
     pub managed_policy_quota: u32,
+    /// How many requests (extension requests included) one person may make in a clock hour;
+    /// more are refused with 429 and send no mail.
+    #[serde(default = "default_requests_per_hour")]
+    pub requests_per_hour: u32,
 }
 
 impl Default for Settings {
@@ -126,8 +130,13 @@ impl Default for Settings {
             time_zone: default_time_zone(),
             protected_resources: default_protected_resources(),
             managed_policy_quota: default_managed_policy_quota(),
+            requests_per_hour: default_requests_per_hour(),
         }
     }
+}
+
+fn default_requests_per_hour() -> u32 {
+    20
 }
 
 fn default_pending_lifetime() -> String {

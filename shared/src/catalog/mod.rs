@@ -205,6 +205,8 @@ pub struct Catalog {
     pub protected_resources: Vec<String>,
     /// How many managed policies one role may have attached.
     pub managed_policy_quota: u32,
+    /// How many requests one person may make in a clock hour.
+    pub requests_per_hour: u32,
     people: Vec<Person>,
     roles: Vec<CatalogRole>,
     person_by_principal: HashMap<Principal, usize>,

@@ -293,11 +293,20 @@ impl Pim {
         };
         let links = self.signed_links(&request, &approvers).await?;
         let actor = Actor::person(&person.id, Some(caller.as_str()));
-        let record = super::requests::created_record(&request, actor, added_secs, mfa)
+        let record = super::requests::created_record(&request, actor.clone(), added_secs, mfa)
             .with("extends", grant.id.clone())
             .with("ends_at", iam_time(grant.ends_at))
             .with("extend_to", iam_time(extend_to));
-        self.store.create_request(&request, &record).await?;
+        let per_hour = self.catalog.requests_per_hour;
+        match self.store.create_request(&request, &record, per_hour).await {
+            Ok(()) => {}
+            Err(flood @ PimError::TooMany { .. }) => {
+                let subject =
+                    RefusalSubject { request_id: Some(&original.id), role: Some(&original.role) };
+                return Err(self.refuse_change(actor, subject, flood).await);
+            }
+            Err(err) => return Err(err),
+        }
         tracing::info!(request_id = %request.id, grant_id = %grant.id, requester = %person.id,
             extend_to = %iam_time(extend_to), rule = %plan.rule, "extension requested");
         Ok(self.ask_approvers(request, links).await)

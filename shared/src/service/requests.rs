@@ -130,11 +130,20 @@ impl Pim {
         // Links are signed before anything is stored, so a KMS failure leaves nothing behind.
         let links = self.signed_links(&request, &approvers).await?;
 
-        let mut record = created_record(&request, actor, duration_secs, mfa);
+        let mut record = created_record(&request, actor.clone(), duration_secs, mfa);
         if request.break_glass {
             record = record.with("break_glass", true).with("severity", "high");
         }
-        self.store.create_request(&request, &record).await?;
+        // The request counts towards its requester's hourly limit in the same transaction;
+        // a flood is refused here, before any mail is sent.
+        let per_hour = self.catalog.requests_per_hour;
+        match self.store.create_request(&request, &record, per_hour).await {
+            Ok(()) => {}
+            Err(flood @ PimError::TooMany { .. }) => {
+                return Err(self.refuse_request(actor, subject, flood).await);
+            }
+            Err(err) => return Err(err),
+        }
         tracing::info!(request_id = %request.id, requester = %person.id, role = %role.name,
             duration_secs, rule = %plan.rule, "request created");
 

@@ -130,3 +130,80 @@ async fn callers_without_an_authenticated_identity_are_refused() {
     assert_problem(&garbage, 403, "unauthenticated");
     assert_eq!(stack.snapshot().await, before);
 }
+
+/// R23: a person's requests beyond the policy's hourly limit are refused with 429 and a
+/// `Retry-After`, store nothing and send no mail, also when they race (the count is part
+/// of the request's own transaction); the limit is per person, and the next hour counts
+/// afresh.
+#[tokio::test]
+async fn a_flood_of_requests_is_refused_with_429_and_sends_no_mail() {
+    let policy = pim_local::provision::EXAMPLE_POLICY.replacen(
+        "  requests_per_hour: 20\n",
+        "  requests_per_hour: 3\n",
+        1,
+    );
+    assert!(policy.contains("requests_per_hour: 3"));
+    let stack = TestStack::with_policy(&policy).await;
+    let marker = format!("flood-{}", stack.account);
+    let body = |n: usize| {
+        json!({ "role": "prod-readonly", "duration": "PT1H",
+                "justification": format!("incident {marker} number {n}") })
+    };
+
+    let before = stack.snapshot().await;
+    let answers =
+        futures::future::join_all((0..8).map(|n| stack.create(people::ALICE, body(n)))).await;
+    let created: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert_eq!(created.len(), 3, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for refused in answers.iter().filter(|a| a.status != 201) {
+        assert_problem(refused, 429, "too_many_requests");
+        let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&retry), "{retry}");
+    }
+
+    // Only the three are stored and mailed; each refusal is recorded.
+    let listed = stack
+        .call(reqwest::Method::GET, "/requests", Some(people::ALICE), None, vec![])
+        .await
+        .json();
+    assert_eq!(listed["requests"].as_array().unwrap().len(), 3);
+    assert_eq!(stack.all_mail_to("bob@example.com", &marker).await.len(), 3);
+    assert_eq!(stack.all_mail_to("carol@example.com", &marker).await.len(), 3);
+    let floods: Vec<_> =
+        stack.refusals().await.into_iter().filter(|r| r["code"] == "too_many_requests").collect();
+    assert_eq!(floods.len(), 5);
+    assert!(floods.iter().all(|r| r["action"] == "request.refused"));
+    let after = stack.snapshot().await;
+    let new_requests =
+        after.items.keys().filter(|k| k.starts_with("REQ#") && !before.items.contains_key(*k));
+    assert_eq!(new_requests.filter(|k| k.ends_with("|REQUEST")).count(), 3);
+
+    // Someone else is not held back by alice's flood.
+    assert_eq!(stack.create(people::BOB, body(100)).await.status, 201);
+    // The next hour counts afresh.
+    stack.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(stack.create(people::ALICE, body(101)).await.status, 201);
+
+    // Extension requests count too. In another hour (a Thursday morning, when alice's
+    // on-call rule grants ten minutes of prod-admin at once), her grant and two requests
+    // use up the three; the extension request that would mail approvers is refused.
+    stack.clock.set("2026-12-03T10:00:00Z".parse().unwrap());
+    let admin = json!({ "role": "prod-admin", "duration": "10m", "ticket": "INC-7",
+        "justification": format!("restart the stuck fleet, {marker}") });
+    let granted = stack.create(people::ALICE, admin).await.json();
+    let grant = granted["grant"]["id"].as_str().expect("granted at once").to_string();
+    for n in [102, 103] {
+        assert_eq!(stack.create(people::ALICE, body(n)).await.status, 201);
+    }
+    let extend = json!({ "by": "PT30M", "reason": format!("the fleet needs longer, {marker}") });
+    let path = format!("/grants/{grant}/extend");
+    let body = serde_json::to_vec(&extend).unwrap();
+    let refused = stack
+        .call(reqwest::Method::POST, &path, Some(people::ALICE), Some("application/json"), body)
+        .await;
+    assert_problem(&refused, 429, "too_many_requests");
+    let asked = format!("the fleet needs longer, {marker}");
+    assert!(stack.all_mail_to("carol@example.com", &asked).await.is_empty(), "nothing mailed");
+    let shown = stack.show(people::ALICE, granted["id"].as_str().unwrap()).await.json();
+    assert_eq!(shown["grant"]["ends_at"], granted["grant"]["ends_at"]);
+}

@@ -525,7 +525,9 @@ async fn the_sweep_pages_through_many_roles_and_grants_and_rides_out_throttling(
             now,
         )
         .about(&request);
-        pim::ports::RequestStore::create_request(&store, &request, &record).await.unwrap();
+        pim::ports::RequestStore::create_request(&store, &request, &record, u32::MAX)
+            .await
+            .unwrap();
     }
     let pim = pim::service::Pim { store: Arc::new(store), ..(*stack.pim).clone() };
 
