@@ -44,7 +44,8 @@ pub struct WhatCanArgs {
   pim report --from 2026-11-01T00:00:00Z --output json > november.json
 
 Grants are in the report when they started in [FROM, TO). Dates are midnight UTC. With
---out the file is written whole or not at all, and an existing file is kept unless --force.
+--out the file is written whole or not at all, readable by you only, and an existing file is
+kept unless --force.
 The summary is in the table and the JSON; the CSV holds one line per grant.")]
 pub struct ReportArgs {
     /// The start of the range: a date (2026-11-01) or an RFC 3339 time; 30 days before
@@ -210,7 +211,12 @@ fn write_whole(out: &Path, bytes: &[u8], force: bool) -> Result<(), Failure> {
     let partial =
         folder.join(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
     let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // The report holds people's justifications: readable by its owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&partial)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         if !force && out.exists() {
@@ -282,6 +288,12 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), b"first");
         write_whole(&out, b"second", true).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "only its owner reads the report");
+        }
         let left: Vec<_> =
             std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, [std::ffi::OsString::from("report.csv")], "no partial file is left");
