@@ -195,6 +195,12 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The CSRF token of the page's form, if it has one.
+    pub fn csrf(&self) -> Option<String> {
+        let rest = self.text.split("name=\"csrf\" value=\"").nth(1)?;
+        rest.split('"').next().map(str::to_string)
+    }
+
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
@@ -366,6 +372,12 @@ impl TestStack {
             .await
     }
 
+    /// `POST path` with a JSON body, as `caller` (an IAM ARN).
+    pub async fn post_json(&self, caller: &str, path: &str, body: Value) -> Answer {
+        let body = serde_json::to_vec(&body).unwrap();
+        self.call(reqwest::Method::POST, path, Some(caller), Some("application/json"), body).await
+    }
+
     /// `POST /requests` as the OIDC subject `subject`.
     pub async fn create_as_oidc(&self, subject: &str, body: Value) -> Answer {
         let request = self
@@ -430,13 +442,7 @@ impl TestStack {
     /// Opens the link and presses a button on the page, like an approver.
     pub async fn press(&self, link: &str, decision: &str) -> Answer {
         let (page, cookie) = self.open(link).await;
-        let csrf = page
-            .text
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .map(str::to_string);
-        let (Some(csrf), Some(cookie)) = (csrf, cookie) else {
+        let (Some(csrf), Some(cookie)) = (page.csrf(), cookie) else {
             return page;
         };
         self.post_form(link, &cookie, &format!("csrf={csrf}&decision={decision}")).await
@@ -712,4 +718,10 @@ fn authentication(keys: &Option<Arc<KeyRing>>) -> Authentication {
         Some(keys) => Authentication::SigV4(keys.clone()),
         None => Authentication::TrustedHeaders,
     }
+}
+
+/// The actions of a request's history, as `GET /requests/{id}` shows it, oldest first.
+pub fn history_actions(request: &Value) -> Vec<String> {
+    let history = request["history"].as_array().expect("the request's history");
+    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
 }

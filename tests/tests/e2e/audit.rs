@@ -34,8 +34,7 @@ fn assert_one_chain(records: &[Value]) {
 /// The decision form behind a link: (cookie, csrf value).
 async fn csrf_of(stack: &TestStack, link: &str) -> (String, String) {
     let (page, cookie) = stack.open(link).await;
-    let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next();
-    (cookie.unwrap(), csrf.unwrap().to_string())
+    (cookie.unwrap(), page.csrf().unwrap())
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use pim::render::iam_time;
-use pim_tests::{Answer, TestStack, people};
+use pim_tests::{TestStack, history_actions, people};
 use serde_json::{Value, json};
 
 /// A Thursday, 11:00 in Berlin: inside the example's office hours.
@@ -13,16 +13,6 @@ const THURSDAY_MORNING: &str = "2026-12-03T10:00:00Z";
 
 const CAROL: &str = "carol@example.com";
 const ERIN: &str = "erin@example.com";
-
-async fn post(stack: &TestStack, caller: &str, path: &str, body: Value) -> Answer {
-    let body = serde_json::to_vec(&body).unwrap();
-    stack.call(reqwest::Method::POST, path, Some(caller), Some("application/json"), body).await
-}
-
-fn actions(request: &Value) -> Vec<String> {
-    let history = request["history"].as_array().unwrap();
-    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
-}
 
 /// Alice's on-call grant of prod-admin for ten minutes, approved by its rule at once:
 /// (request id, grant id, start).
@@ -43,7 +33,7 @@ async fn short_admin_grant(stack: &TestStack) -> (String, String, DateTime<Utc>)
 async fn ask_extension(stack: &TestStack, grant: &str, by: &str) -> Value {
     let path = format!("/grants/{grant}/extend");
     let reason = "the rollout needs another pass over the fleet";
-    let asked = post(stack, people::ALICE, &path, json!({ "by": by, "reason": reason })).await;
+    let asked = stack.post_json(people::ALICE, &path, json!({ "by": by, "reason": reason })).await;
     assert_eq!(asked.status, 202, "{}", asked.text);
     asked.json()
 }
@@ -116,7 +106,7 @@ async fn an_approved_extension_moves_the_grants_end_condition_and_schedule_toget
     let extension = stack.show(people::ALICE, &ext_id).await.json();
     assert_eq!(extension["state"], "applied");
     assert!(extension["grant"].is_null(), "it opens no grant of its own");
-    assert_eq!(actions(&extension), ["request.created", "request.approved"]);
+    assert_eq!(history_actions(&extension), ["request.created", "request.approved"]);
     let decided = &extension["history"].as_array().unwrap()[1];
     assert_eq!(decided["details"]["extends"], grant.as_str());
     assert_eq!(decided["sequence"].as_u64().unwrap() + 1, last["sequence"].as_u64().unwrap());
@@ -158,7 +148,10 @@ async fn a_denied_extension_moves_nothing_and_the_holder_is_told() {
         (original["state"].as_str(), original["grant"]["ends_at"].as_str()),
         (Some("active"), Some(iam_time(old_end).as_str()))
     );
-    assert_eq!(actions(&original), ["request.created", "request.approved", "grant.activated"]);
+    assert_eq!(
+        history_actions(&original),
+        ["request.created", "request.approved", "grant.activated"]
+    );
     assert!(policy_ends(&stack, &grant).await.iter().all(|end| end == &json!(iam_time(old_end))));
     assert_eq!(stack.schedule_time(&format!("pim-expire-{grant}")).await, Some(old_end));
     let told = stack.mail_to("alice@example.com", &ext_id).await;
@@ -177,7 +170,7 @@ async fn an_extension_of_a_grant_that_ended_first_is_refused_and_moves_nothing()
     let link = stack.link_for(CAROL, &ext_id).await;
 
     let relinquished =
-        post(&stack, people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
+        stack.post_json(people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
     assert_eq!(relinquished.status, 200, "{}", relinquished.text);
     let before = stack.snapshot().await;
     let refused = stack.press(&link, "approve").await;
@@ -199,17 +192,18 @@ async fn an_extension_needing_approvers_needs_a_reason_and_stays_within_the_maxi
     let (_, grant, _) = short_admin_grant(&stack).await;
     let path = format!("/grants/{grant}/extend");
     let before = stack.snapshot().await;
-    let bare = post(&stack, people::ALICE, &path, json!({ "by": "30m" })).await;
+    let bare = stack.post_json(people::ALICE, &path, json!({ "by": "30m" })).await;
     assert_eq!((bare.status, bare.code().as_str()), (400, "reason_required"));
-    let short = post(&stack, people::ALICE, &path, json!({ "by": "30m", "reason": "more" })).await;
+    let short =
+        stack.post_json(people::ALICE, &path, json!({ "by": "30m", "reason": "more" })).await;
     assert_eq!((short.status, short.code().as_str()), (400, "invalid_justification"));
-    let over = post(
-        &stack,
-        people::ALICE,
-        &path,
-        json!({ "by": "PT2H", "reason": "the rollout needs another pass" }),
-    )
-    .await;
+    let over = stack
+        .post_json(
+            people::ALICE,
+            &path,
+            json!({ "by": "PT2H", "reason": "the rollout needs another pass" }),
+        )
+        .await;
     assert_eq!((over.status, over.code().as_str()), (400, "duration_over_maximum"));
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
     assert!(stack.all_mail_to(CAROL, &grant).await.is_empty(), "no approver was asked");
@@ -228,31 +222,30 @@ async fn an_extension_racing_a_relinquish_is_applied_with_the_grant_or_not_at_al
         let ext_id = ask_extension(&stack, &grant, "20m").await["id"].as_str().unwrap().to_string();
         let link = stack.link_for(CAROL, &ext_id).await;
         let (page, cookie) = stack.open(&link).await;
-        let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).unwrap();
-        let form = format!("csrf={}&decision=approve", csrf.split('"').next().unwrap());
+        let form = format!("csrf={}&decision=approve", page.csrf().unwrap());
         let revoke_path = format!("/grants/{grant}/revoke");
         let (approved, revoked) = tokio::join!(
             stack.post_form(&link, cookie.as_deref().unwrap(), &form),
-            post(&stack, people::ALICE, &revoke_path, json!({})),
+            stack.post_json(people::ALICE, &revoke_path, json!({})),
         );
 
         let original = stack.show(people::ALICE, &id).await.json();
         let extension = stack.show(people::ALICE, &ext_id).await.json();
-        let extended = actions(&original).iter().any(|a| a == "grant.extended");
+        let extended = history_actions(&original).iter().any(|a| a == "grant.extended");
         assert_eq!(extension["state"] == "applied", extended, "round {round}: {original}");
         assert_eq!(approved.status == 200, extended, "round {round}: {}", approved.text);
         let end = if extended { old_end + Duration::minutes(20) } else { old_end };
         assert_eq!(original["grant"]["ends_at"], iam_time(end), "round {round}");
         if revoked.status == 200 {
             assert_eq!(original["state"], "revoked");
-            let history = actions(&original);
+            let history = history_actions(&original);
             let revoked_at = history.iter().position(|a| a == "grant.revoked").unwrap();
             assert!(history[revoked_at..].iter().all(|a| a != "grant.extended"), "{history:?}");
         } else {
             // The extension's write moved the grant under the relinquish: it said so.
             assert_eq!((revoked.status, revoked.code().as_str()), (409, "stale_request"));
             assert!(extended);
-            let retried = post(&stack, people::ALICE, &revoke_path, json!({})).await;
+            let retried = stack.post_json(people::ALICE, &revoke_path, json!({})).await;
             assert_eq!(retried.status, 200, "{}", retried.text);
         }
         outcomes.insert((extended, revoked.status));

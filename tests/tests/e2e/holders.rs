@@ -4,21 +4,11 @@
 //! deadline, delivered the way their schedules deliver them.
 
 use chrono::{DateTime, Duration, Utc};
-use pim_tests::{Answer, TestStack, people};
-use serde_json::{Value, json};
+use pim_tests::{TestStack, history_actions, people};
+use serde_json::json;
 
 /// A Thursday, 11:00 in Berlin: inside the example's office hours.
 const THURSDAY_MORNING: &str = "2026-12-03T10:00:00Z";
-
-async fn post(stack: &TestStack, caller: &str, path: &str, body: Value) -> Answer {
-    let body = serde_json::to_vec(&body).unwrap();
-    stack.call(reqwest::Method::POST, path, Some(caller), Some("application/json"), body).await
-}
-
-fn actions(request: &Value) -> Vec<String> {
-    let history = request["history"].as_array().unwrap();
-    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
-}
 
 /// Alice's active grant of prod-readonly, approved by bob: (request id, grant id, end).
 async fn active_readonly(stack: &TestStack) -> (String, String, DateTime<Utc>) {
@@ -43,23 +33,25 @@ async fn the_holder_relinquishes_and_the_policy_and_schedule_are_gone_at_once() 
 
     // Someone else is told there is no such grant; nothing changes.
     let before = stack.snapshot().await;
-    let stranger = post(&stack, people::BOB, &format!("/grants/{grant}/revoke"), json!({})).await;
+    let stranger =
+        stack.post_json(people::BOB, &format!("/grants/{grant}/revoke"), json!({})).await;
     assert_eq!((stranger.status, stranger.code().as_str()), (404, "grant_not_found"));
     assert_eq!(stack.snapshot().await, before);
 
-    let revoked = post(&stack, people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
+    let revoked =
+        stack.post_json(people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert_eq!(revoked.json()["state"], "revoked");
     assert!(stack.role_policies("alice-workload").await.is_empty(), "gone when answered");
     assert_eq!(schedule_at(&stack, &format!("pim-expire-{grant}")).await, None);
     let shown = stack.show(people::ALICE, &id).await.json();
-    assert_eq!(actions(&shown).last().unwrap(), "grant.revoked");
+    assert_eq!(history_actions(&shown).last().unwrap(), "grant.revoked");
     let record = shown["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(record["details"]["revoked_by"], "holder");
     assert_eq!(record["reason"], "relinquished by the holder");
 
     // Twice is refused, and the expiry delivered anyway changes nothing.
-    let again = post(&stack, people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
+    let again = stack.post_json(people::ALICE, &format!("/grants/{grant}/revoke"), json!({})).await;
     assert_eq!((again.status, again.code().as_str()), (409, "invalid_state"));
     let event = json!({ "kind": "grant_expiry", "request_id": id, "grant_id": grant });
     let answer = pim_revocation::handle_event(&stack.pim, event).await.unwrap();
@@ -74,16 +66,16 @@ async fn an_administrator_revokes_anyones_grant_with_a_reason_and_the_holder_is_
     let erin = "arn:aws:sts::123456789012:assumed-role/security/erin";
     let path = format!("/grants/{grant}/revoke");
 
-    let without = post(&stack, erin, &path, json!({})).await;
+    let without = stack.post_json(erin, &path, json!({})).await;
     assert_eq!((without.status, without.code().as_str()), (400, "invalid_reason"));
-    let control = post(&stack, erin, &path, json!({ "reason": "short\u{1b}" })).await;
+    let control = stack.post_json(erin, &path, json!({ "reason": "short\u{1b}" })).await;
     assert_eq!(control.code(), "invalid_reason");
-    let unknown_field = post(&stack, erin, &path, json!({ "why": "x" })).await;
+    let unknown_field = stack.post_json(erin, &path, json!({ "why": "x" })).await;
     assert_eq!(unknown_field.code(), "malformed_body");
     assert_eq!(stack.role_policies("alice-workload").await.len(), 1, "nothing happened yet");
 
     let reason = "credentials of the workload leaked, INC-99";
-    let revoked = post(&stack, erin, &path, json!({ "reason": reason })).await;
+    let revoked = stack.post_json(erin, &path, json!({ "reason": reason })).await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert!(stack.role_policies("alice-workload").await.is_empty());
     let shown = stack.show(people::ALICE, &id).await.json();
@@ -113,7 +105,7 @@ async fn extension_moves_the_policy_end_and_the_schedule_together_within_policy(
     let path = format!("/grants/{grant}/extend");
 
     stack.clock.advance(Duration::minutes(3));
-    let extended = post(&stack, people::ALICE, &path, json!({ "by": "5m" })).await;
+    let extended = stack.post_json(people::ALICE, &path, json!({ "by": "5m" })).await;
     assert_eq!(extended.status, 200, "{}", extended.text);
     let new_end = started + Duration::minutes(15);
     assert_eq!(extended.json()["grant"]["ends_at"], pim::render::iam_time(new_end));
@@ -142,14 +134,14 @@ async fn extension_moves_the_policy_end_and_the_schedule_together_within_policy(
     // Longer than on-call-short allows needs approvers, who read a reason: without one it
     // is refused and nothing moves (extensions.rs follows one through its approval).
     let before = stack.snapshot().await;
-    let needs = post(&stack, people::ALICE, &path, json!({ "by": "10m" })).await;
+    let needs = stack.post_json(people::ALICE, &path, json!({ "by": "10m" })).await;
     assert_eq!((needs.status, needs.code().as_str()), (400, "reason_required"));
-    let over = post(&stack, people::ALICE, &path, json!({ "by": "PT3H" })).await;
+    let over = stack.post_json(people::ALICE, &path, json!({ "by": "PT3H" })).await;
     assert_eq!((over.status, over.code().as_str()), (400, "duration_over_maximum"));
-    let zero = post(&stack, people::ALICE, &path, json!({ "by": 0 })).await;
+    let zero = stack.post_json(people::ALICE, &path, json!({ "by": 0 })).await;
     assert_eq!(zero.code(), "invalid_duration");
     let erin = "arn:aws:sts::123456789012:assumed-role/security/erin";
-    let not_holder = post(&stack, erin, &path, json!({ "by": "1m" })).await;
+    let not_holder = stack.post_json(erin, &path, json!({ "by": "1m" })).await;
     assert_eq!((not_holder.status, not_holder.code().as_str()), (403, "not_the_holder"));
     assert_eq!(stack.snapshot().await.without_refusals(), before.without_refusals());
     let refused: Vec<String> = stack
@@ -199,7 +191,7 @@ async fn approvers_are_reminded_once_halfway_and_an_undecided_request_expires_at
     let shown = stack.show(people::ALICE, &id).await.json();
     assert_eq!(shown["state"], "expired");
     assert_eq!(shown["reason"], "not decided in time");
-    assert_eq!(actions(&shown), ["request.created", "request.reminded", "request.expired"],);
+    assert_eq!(history_actions(&shown), ["request.created", "request.reminded", "request.expired"],);
     let told = stack.all_mail_to("alice@example.com", &id).await;
     let told = told.iter().find(|m| m.subject.contains("expired")).expect("the requester is told");
     assert!(told.body.contains("Europe/Berlin"), "local time beside UTC: {}", told.body);
@@ -277,14 +269,14 @@ async fn a_revocation_whose_delete_keeps_failing_says_so_and_the_sweep_removes_t
     stack.proxy().throttle("iam", "DeleteRolePolicy", stack.pim.backoff.attempts);
 
     let path = format!("/grants/{grant}/revoke");
-    let failed = post(&stack, people::ALICE, &path, json!({})).await;
+    let failed = stack.post_json(people::ALICE, &path, json!({})).await;
     assert_eq!(failed.status, 502, "{}", failed.text);
     // Recorded as revoked, with the failure after it; the policy (inert at its end) is
     // still there, and so is the expiry schedule that would remove it.
     let shown = stack.show(people::ALICE, &id).await.json();
     assert_eq!(shown["state"], "revoked");
     assert_eq!(
-        actions(&shown)[actions(&shown).len() - 2..],
+        history_actions(&shown)[history_actions(&shown).len() - 2..],
         ["grant.revoked", "grant.revocation_failed"]
     );
     let failure = shown["history"].as_array().unwrap().last().unwrap().clone();

@@ -18,23 +18,18 @@ fn policy() -> String {
     )
 }
 
-async fn post(stack: &TestStack, caller: &str, path: &str, body: Value) -> Answer {
-    let body = serde_json::to_vec(&body).unwrap();
-    stack.call(reqwest::Method::POST, path, Some(caller), Some("application/json"), body).await
-}
-
 /// Enrols `caller` and returns the secret's bytes, as their app would hold them.
 async fn enrol(stack: &TestStack, caller: &str) -> Vec<u8> {
-    let issued = post(stack, caller, "/mfa/enrollment", json!({})).await;
+    let issued = stack.post_json(caller, "/mfa/enrollment", json!({})).await;
     assert_eq!(issued.status, 201, "{}", issued.text);
     let issued = issued.json();
     assert_eq!(issued["state"], "pending");
     let secret = issued["secret"].as_str().unwrap();
     assert!(issued["otpauth_uri"].as_str().unwrap().contains(&format!("secret={secret}")));
     let bytes = totp_rs::Secret::try_from_base32(secret).unwrap().as_bytes().to_vec();
-    let confirmed =
-        post(stack, caller, "/mfa/enrollment/confirm", json!({ "code": code(stack, &bytes, 0) }))
-            .await;
+    let confirmed = stack
+        .post_json(caller, "/mfa/enrollment/confirm", json!({ "code": code(stack, &bytes, 0) }))
+        .await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.text);
     bytes
 }
@@ -179,7 +174,7 @@ async fn approvals_need_the_approvers_code_and_denials_do_not() {
 /// Opens the link and submits the form with a typed code.
 async fn press_with_code(stack: &TestStack, link: &str, decision: &str, code: &str) -> Answer {
     let (page, cookie) = stack.open(link).await;
-    let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let csrf = page.csrf().unwrap();
     let form = format!("csrf={csrf}&decision={decision}&mfa_code={code}");
     stack.post_form(link, &cookie.unwrap(), &form).await
 }
@@ -189,12 +184,12 @@ async fn enrolment_is_confirmed_once_and_an_active_one_is_never_replaced() {
     let stack = TestStack::with_policy(&policy()).await;
     let confirm = |code: &str| json!({ "code": code });
 
-    let nothing = post(&stack, people::BOB, "/mfa/enrollment/confirm", confirm("123456")).await;
+    let nothing = stack.post_json(people::BOB, "/mfa/enrollment/confirm", confirm("123456")).await;
     assert_eq!(nothing.code(), "mfa_not_enrolled");
 
     // Issuing again while pending replaces the secret: the first one no longer confirms.
-    let first = post(&stack, people::BOB, "/mfa/enrollment", json!({})).await.json();
-    let second = post(&stack, people::BOB, "/mfa/enrollment", json!({})).await.json();
+    let first = stack.post_json(people::BOB, "/mfa/enrollment", json!({})).await.json();
+    let second = stack.post_json(people::BOB, "/mfa/enrollment", json!({})).await.json();
     assert_ne!(first["secret"], second["secret"]);
     let bytes = |issued: &Value| {
         totp_rs::Secret::try_from_base32(issued["secret"].as_str().unwrap())
@@ -202,28 +197,29 @@ async fn enrolment_is_confirmed_once_and_an_active_one_is_never_replaced() {
             .as_bytes()
             .to_vec()
     };
-    let stale = post(
-        &stack,
-        people::BOB,
-        "/mfa/enrollment/confirm",
-        confirm(&code(&stack, &bytes(&first), 0)),
-    )
-    .await;
+    let stale = stack
+        .post_json(
+            people::BOB,
+            "/mfa/enrollment/confirm",
+            confirm(&code(&stack, &bytes(&first), 0)),
+        )
+        .await;
     assert_eq!(stale.code(), "mfa_invalid");
-    let done = post(
-        &stack,
-        people::BOB,
-        "/mfa/enrollment/confirm",
-        confirm(&code(&stack, &bytes(&second), 0)),
-    )
-    .await;
+    let done = stack
+        .post_json(
+            people::BOB,
+            "/mfa/enrollment/confirm",
+            confirm(&code(&stack, &bytes(&second), 0)),
+        )
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
 
-    let replaced = post(&stack, people::BOB, "/mfa/enrollment", json!({})).await;
+    let replaced = stack.post_json(people::BOB, "/mfa/enrollment", json!({})).await;
     assert_eq!((replaced.status, replaced.code().as_str()), (409, "mfa_already_enrolled"));
-    let reconfirmed = post(&stack, people::BOB, "/mfa/enrollment/confirm", confirm("123456")).await;
+    let reconfirmed =
+        stack.post_json(people::BOB, "/mfa/enrollment/confirm", confirm("123456")).await;
     assert_eq!(reconfirmed.code(), "mfa_already_enrolled");
-    let unknown = post(&stack, people::MALLORY, "/mfa/enrollment", json!({})).await;
+    let unknown = stack.post_json(people::MALLORY, "/mfa/enrollment", json!({})).await;
     assert_eq!(unknown.code(), "unknown_requester");
 
     let actions: Vec<String> = stack

@@ -4,7 +4,7 @@
 use pim::catalog::Catalog;
 use pim::model::Verdict;
 use pim::service::Pim;
-use pim_tests::{TestStack, people};
+use pim_tests::{TestStack, history_actions, people};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -15,11 +15,6 @@ async fn stack_on_thursday() -> TestStack {
     let stack = TestStack::start().await;
     stack.clock.set(THURSDAY_MORNING.parse().unwrap());
     stack
-}
-
-fn actions(request: &Value) -> Vec<String> {
-    let history = request["history"].as_array().unwrap();
-    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
 }
 
 fn admin_request(minutes: u64, ticket: &str, marker: &str) -> Value {
@@ -55,7 +50,7 @@ async fn a_two_person_rule_grants_only_at_the_second_approval() {
     assert_eq!(shown["state"], "active");
     assert_eq!(stack.role_policies("bob-workload").await.len(), 1);
     assert_eq!(
-        actions(&shown),
+        history_actions(&shown),
         ["request.created", "request.approval_recorded", "request.approved", "grant.activated"]
     );
     let history = shown["history"].as_array().unwrap();
@@ -94,7 +89,7 @@ async fn on_call_short_requests_are_granted_at_once_and_limited_to_one_at_a_time
     assert!(stack.all_mail_to("carol@example.com", &id).await.is_empty(), "nobody is asked");
 
     let shown = stack.show(people::ALICE, &id).await.json();
-    assert_eq!(actions(&shown), ["request.created", "request.approved", "grant.activated"]);
+    assert_eq!(history_actions(&shown), ["request.created", "request.approved", "grant.activated"]);
     assert_eq!(shown["history"][1]["actor"]["id"], "policy");
 
     // max_active_grants is 1: a second grant of the role is refused while the first lives.
@@ -252,7 +247,7 @@ async fn one_review_closes_a_break_glass_activation_and_an_unjustified_one_ends_
     let shown = stack.show(people::CAROL, &id).await;
     assert_eq!(shown.status, 200, "a reviewer sees what they review: {}", shown.text);
     let shown = shown.json();
-    assert_eq!(actions(&shown).last().map(String::as_str), Some("break_glass.reviewed"));
+    assert_eq!(history_actions(&shown).last().map(String::as_str), Some("break_glass.reviewed"));
     let record = shown["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(record["actor"]["id"], "carol");
     assert_eq!(record["details"]["finding"], "unjustified");

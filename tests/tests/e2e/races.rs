@@ -49,15 +49,7 @@ async fn the_emulator_lets_exactly_one_conditional_write_win() {
 async fn page_form(stack: &TestStack, link: &str, decision: &str) -> (String, String) {
     let (page, cookie) = stack.open(link).await;
     let cookie = cookie.expect("page sets the CSRF cookie");
-    let csrf = page
-        .text
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = page.csrf().unwrap();
     (cookie, format!("csrf={csrf}&decision={decision}"))
 }
 

@@ -135,15 +135,7 @@ async fn a_campaign_through_mailed_links_keeps_one_removes_another_and_proposes_
     // erin opens her page for alice; carol keeps alice meanwhile; erin's decision is then
     // refused and recorded.
     let (erin_page, erin_cookie) = stack.open(link_for(&erin, "alice")).await;
-    let erin_csrf = erin_page
-        .text
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let erin_csrf = erin_page.csrf().unwrap();
     let kept = stack.press(link_for(&carol, "alice"), "keep").await;
     assert_eq!(kept.status, 200, "{}", kept.text);
     assert!(kept.text.contains("1 people left to decide"), "{}", kept.text);

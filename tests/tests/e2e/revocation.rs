@@ -6,7 +6,7 @@ use aws_smithy_types::retry::RetryConfig;
 use chrono::{DateTime, Duration, Utc};
 use pim::metrics::names;
 use pim::model::ExpiryEvent;
-use pim_tests::{TestStack, people};
+use pim_tests::{TestStack, history_actions, people};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -59,11 +59,6 @@ async fn grant(stack: &TestStack, duration: &str) -> Granted {
 
 async fn shown(stack: &TestStack, id: &str) -> Value {
     stack.show(people::ALICE, id).await.json()
-}
-
-fn actions(shown: &Value) -> Vec<String> {
-    let history = shown["history"].as_array().unwrap();
-    history.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect()
 }
 
 async fn alice_policies(stack: &TestStack) -> Vec<String> {
@@ -150,7 +145,7 @@ async fn lost_replies_on_every_write_converge_without_duplicates_or_orphans() {
     let mut schedules = snapshot.schedules.clone();
     schedules.sort();
     assert_eq!(schedules, [granted.schedule(), reminder, warning], "no cleanup");
-    let activated = actions(&shown(&stack, &granted.id).await);
+    let activated = history_actions(&shown(&stack, &granted.id).await);
     assert_eq!(activated, ["request.created", "request.approved", "grant.activated"]);
 
     proxy.lose_reply("iam", "DeleteRolePolicy", 1);
@@ -160,7 +155,7 @@ async fn lost_replies_on_every_write_converge_without_duplicates_or_orphans() {
     let ended = shown(&stack, &granted.id).await;
     assert_eq!(ended["state"], "expired");
     assert_eq!(
-        actions(&ended),
+        history_actions(&ended),
         ["request.created", "request.approved", "grant.activated", "grant.expired"]
     );
     assert!(alice_policies(&stack).await.is_empty());
@@ -330,7 +325,7 @@ async fn one_sweep_repairs_or_reports_every_kind_of_drift_and_a_second_changes_n
     let drifted = shown(&stack, &stripped.id).await;
     assert_eq!(drifted["state"], "active");
     assert_eq!(drifted["drift"], "the grant policy is missing from the role");
-    assert_eq!(actions(&drifted).last().unwrap(), "sweep.drift_found");
+    assert_eq!(history_actions(&drifted).last().unwrap(), "sweep.drift_found");
     assert!(stack.role_policies("carol-workload").await.contains_key("admin-forever"));
     let attached =
         iam.list_attached_role_policies().role_name("dave-workload").send().await.unwrap();
@@ -390,9 +385,9 @@ async fn elevation_calls_are_counted_and_expiry_costs_three() {
     let (page, cookie) = stack.open(&link).await;
     assert_eq!(page.status, 200, "{}", page.text);
     let opening = proxy.counts();
-    let csrf = page.text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next();
+    let csrf = page.csrf().unwrap();
     proxy.reset_counts();
-    let form = format!("csrf={}&decision=approve", csrf.unwrap());
+    let form = format!("csrf={csrf}&decision=approve");
     let approved = stack.post_form(&link, &cookie.unwrap(), &form).await;
     assert_eq!(approved.status, 200, "{}", approved.text);
     let approving = proxy.counts();
