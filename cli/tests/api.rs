@@ -652,6 +652,12 @@ async fn administrators_see_everyones_grants_eligibility_reports_and_start_revie
     assert_eq!(reviewed, people);
     let mail = stack.mail_to("carol@example.com", &format!("{}/reviews/", stack.base_url)).await;
     assert!(mail.body.contains(review["id"].as_str().unwrap()), "{}", mail.body);
+    // The review pages are public like the approval pages: the signing gateway lets the
+    // mailed link through unsigned, and carol decides from it.
+    let link = mail.links().into_iter().find(|l| l.contains("/reviews/")).expect("a link");
+    let (page, _) = stack.open(&link).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(stack.press(&link, "keep").await.status, 200);
     let no_reviewers = pim.run("erin", &["review", "start", "sandbox"]).await;
     no_reviewers.assert_code(3);
     let not_allowed = pim.run("alice", &["review", "start", "prod-admin"]).await;

@@ -110,7 +110,7 @@ async fn answer(
     };
 
     let path = parts.uri.path();
-    let response = if path.starts_with("/approvals/") || path.starts_with("/reviews/") {
+    let response = if is_public_page(path) {
         pim_approval::handle(&pim, lambda_request).await
     } else if path.starts_with("/grants/") && path.ends_with("/revoke") {
         pim_revocation::handle_http(&pim, lambda_request).await
@@ -128,7 +128,15 @@ async fn answer(
     Ok(to_hyper(response))
 }
 
-/// Who is calling, or the 403 that refuses the call. The approval pages are public.
+/// The approval and review pages (`/approvals/{token}`, `/reviews/{token}`): public, as
+/// in the template (authorization `NONE`), because the signed token in the path is their
+/// authentication; served by the approval function. Their paths are never logged.
+fn is_public_page(path: &str) -> bool {
+    path.starts_with("/approvals/") || path.starts_with("/reviews/")
+}
+
+/// Who is calling, or the 403 that refuses the call. The approval and review pages are
+/// public.
 #[allow(clippy::result_large_err)]
 fn caller_of(
     authentication: &Authentication,
@@ -138,7 +146,7 @@ fn caller_of(
     let header =
         |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     match authentication {
-        _ if parts.uri.path().starts_with("/approvals/") => Ok(Caller::Anonymous),
+        _ if is_public_page(parts.uri.path()) => Ok(Caller::Anonymous),
         Authentication::SigV4(keys) => match keys.verify(parts, body, chrono::Utc::now()) {
             Ok(key) => Ok(Caller::Iam(key.principal.clone())),
             Err(rejection) => {
