@@ -642,6 +642,13 @@ async fn administrators_see_everyones_grants_eligibility_reports_and_start_revie
     backwards.assert_code(2);
     let not_admin = pim.run("alice", &range).await;
     not_admin.assert_code(3);
+    // The CSV export reads the API's refusal too, and writes no file.
+    let kept_out = pim.home.join("refused.csv");
+    let out_arg = kept_out.to_str().unwrap();
+    let csv_refused = pim.run("alice", &[&range[..], &["--csv", "--out", out_arg]].concat()).await;
+    csv_refused.assert_code(3);
+    assert!(csv_refused.stderr.contains("administrator"), "{csv_refused:?}");
+    assert!(!kept_out.exists());
 
     // An access review of prod-admin, started on demand: security reviews alice and bob.
     let review = pim.run("erin", &["review", "start", "prod-admin", "-o", "json"]).await.json();
